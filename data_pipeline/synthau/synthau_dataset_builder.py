@@ -1,0 +1,81 @@
+"""tfds builder `synthau`: SynthAU face videos, stored as frames in three subject-exclusive parts."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data_pipeline.synthau import generator
+
+NUM_PARTS = 3
+
+
+@dataclasses.dataclass
+class SynthAUConfig(tfds.core.BuilderConfig):
+  num_subjects: int = 45
+  clips_per_subject: int = 4
+  frames_per_clip: int = 32
+  image_size: int = 128
+  seed: int = 0
+
+
+def part_of_subject(subject_index: int) -> int:
+  """Subjects are dealt round-robin to parts 1..3, so each part mixes every kind of face."""
+  return subject_index % NUM_PARTS + 1
+
+
+class Synthau(tfds.core.GeneratorBasedBuilder):
+  """SynthAU: procedural face videos with known AU intensities, landmarks and identities."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  BUILDER_CONFIGS = [
+      SynthAUConfig(name="small", description="45 subjects x 4 clips x 32 frames at 128 px."),
+      SynthAUConfig(name="tiny", description="For tests: 9 subjects x 2 clips x 8 frames, 64 px.",
+                    num_subjects=9, clips_per_subject=2, frames_per_clip=8, image_size=64),
+  ]
+  DEFAULT_CONFIG_NAME = "small"
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    size, num_aus = self.builder_config.image_size, len(generator.AUS)
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(size, size, 3), encoding_format="jpeg"),
+            "landmarks": tfds.features.Tensor(shape=(68, 2), dtype=np.float32),
+            "au_intensity": tfds.features.Tensor(shape=(num_aus,), dtype=np.float32),
+            # 1 present, 0 absent, -1 unknown (never in SynthAU; real datasets have it).
+            "au_occurrence": tfds.features.Tensor(shape=(num_aus,), dtype=np.int8),
+            "pose": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+            "subject": tfds.features.Text(),
+            "identity": np.int32,
+            "sequence": tfds.features.Text(),
+            "frame": np.int32,
+        }),
+        supervised_keys=None,
+        metadata=tfds.core.MetadataDict(aus=list(generator.AUS), landmarks_approximate=False),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Everything is generated.
+    return {f"part{p}": self._generate_examples(p) for p in range(1, NUM_PARTS + 1)}
+
+  def _generate_examples(self, part: int):
+    c = self.builder_config
+    for s in range(c.num_subjects):
+      if part_of_subject(s) != part:
+        continue
+      identity = generator.sample_identity(s, seed=c.seed)
+      name = generator.subject_id(s)
+      for clip_index in range(c.clips_per_subject):
+        clip = generator.generate_clip(identity, clip_index, num_frames=c.frames_per_clip,
+                                       image_size=c.image_size, seed=c.seed)
+        sequence = f"{name}/C{clip_index:02d}"
+        for t in range(c.frames_per_clip):
+          yield f"{sequence}/{t:04d}", {
+              "image": clip["image"][t], "landmarks": clip["landmarks"][t],
+              "au_intensity": clip["intensity"][t],
+              "au_occurrence": clip["occurrence"][t].astype(np.int8),
+              "pose": clip["pose"][t], "subject": name, "identity": s,
+              "sequence": sequence, "frame": t,
+          }

@@ -1,0 +1,1 @@
+"""wsrtl_jax: JAX/Flax reimplementation of WSRTL and CLP for facial action unit recognition."""

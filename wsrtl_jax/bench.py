@@ -1,0 +1,86 @@
+"""Times the compiled, sharded train step on synthetic device batches (no TensorFlow here)."""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from data_pipeline.au_sets import aus_of
+from wsrtl_jax import models, parallel, training
+
+# Dense peak FLOP/s per device for the compute dtype (bfloat16; float32 uses TF32 on NVIDIA).
+PEAK_FLOPS = {
+    "TPU v3": {"bfloat16": 123e12, "float32": 123e12},
+    "TPU v4": {"bfloat16": 275e12, "float32": 275e12},
+    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12},
+    "TPU v5p": {"bfloat16": 459e12, "float32": 459e12},
+    "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12},
+    "A100": {"bfloat16": 312e12, "float32": 156e12},
+    "H100": {"bfloat16": 989e12, "float32": 495e12},
+    "H200": {"bfloat16": 989e12, "float32": 495e12},
+}
+
+
+def peak_flops(device: jax.Device, dtype: str) -> float | None:
+  """The device's peak for `dtype`, or None where it is not known (e.g. CPU)."""
+  for name, peaks in PEAK_FLOPS.items():
+    if name in device.device_kind:
+      return peaks[dtype]
+  return None
+
+
+def _flops(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # Older jax returns one dict per program.
+    analysis = analysis[0]
+  return float(analysis.get("flops", 0.0))
+
+
+def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3) -> dict:
+  """Compiles the train step once, then times `steps` steps on a fixed synthetic batch."""
+  models.check_model_config(config)
+  mesh = parallel.make_mesh(config.num_devices)
+  num_aus = len(aus_of(config.data.name))
+  size = config.data.image_size
+  model = models.build_model(config, num_aus)
+  optimizer = training.make_optimizer(config)
+  schedule = training.learning_rate_schedule(config)
+  state = parallel.replicate(
+      training.init_train_state(model, optimizer, (size, size, 3), config.seed), mesh)
+  step = parallel.shard_step(
+      training.make_train_step(model, optimizer, schedule, jnp.ones(num_aus)), mesh)
+  rng = np.random.default_rng(config.seed)
+  b = config.global_batch_size
+  batch = parallel.to_global_batch({
+      "image": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
+      "label": rng.integers(0, 2, (b, num_aus), dtype=np.int32)}, mesh)
+
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  per_device_batch = b // mesh.size
+  flops_per_image = _flops(compiled) / per_device_batch  # cost_analysis is per device.
+
+  for _ in range(warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready((state, metrics))
+  step_s = (time.perf_counter() - t0) / steps
+
+  images_per_sec = b / step_s
+  peak = peak_flops(jax.devices()[0], config.model.dtype)
+  per_device = images_per_sec / mesh.size
+  return {
+      "backbone": config.model.backbone, "image_size": size, "dtype": config.model.dtype,
+      "device_kind": jax.devices()[0].device_kind, "devices": mesh.size,
+      "per_device_batch": per_device_batch, "images_per_sec": round(images_per_sec, 2),
+      "images_per_sec_per_device": round(per_device, 2), "step_ms": round(1e3 * step_s, 3),
+      "compile_s": round(compile_s, 2), "flops_per_image": flops_per_image,
+      "mfu": round(flops_per_image * per_device / peak, 4) if peak else None,
+  }

@@ -1,0 +1,110 @@
+"""Command line: `python -m wsrtl_jax {train,evaluate,bench,compare} ...`.
+
+Heavy imports (TensorFlow, the data path) happen inside the commands that need them, so `bench`
+runs where TensorFlow is not installed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only our input pipeline.
+
+import ml_collections
+
+from wsrtl_jax.config_loading import load_config, override_config
+from wsrtl_jax.errors import UserError
+
+USAGE = """python -m wsrtl_jax COMMAND [options]
+
+  train     --config FILE [--config.KEY=VALUE ...] --workdir DIR   train (resumes if DIR has checkpoints)
+  evaluate  --workdir DIR [--split test|validation] [--step N]     re-evaluate a trained run
+  bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
+  compare   DIR_A DIR_B                                             losses and parameters of two runs
+"""
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
+  """Splits `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides from the other flags."""
+  overrides, rest, i = {}, [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith("--config."):
+      key, eq, value = arg[len("--config."):].partition("=")
+      if not eq:
+        if i + 1 >= len(argv):
+          raise UserError(f"{arg} needs a value")
+        i, value = i + 1, argv[i + 1]
+      overrides[key] = value
+    else:
+      rest.append(arg)
+    i += 1
+  parser = argparse.ArgumentParser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
+  parser.add_argument("command", choices=["train", "evaluate", "bench", "compare"])
+  parser.add_argument("dirs", nargs="*", help="the two workdirs of `compare`")
+  parser.add_argument("--config")
+  parser.add_argument("--workdir")
+  parser.add_argument("--split", default="test", choices=["test", "validation"])
+  parser.add_argument("--step", type=int)
+  parser.add_argument("--steps", type=int, default=20)
+  args, unknown = parser.parse_known_args(rest)
+  if unknown:
+    raise UserError(f"unknown argument(s): {' '.join(unknown)} (see --help)")
+  return args, overrides
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, str]) -> ml_collections.ConfigDict:
+  if not args.config:
+    raise UserError(f"{args.command} needs --config FILE")
+  return override_config(load_config(args.config), overrides)
+
+
+def _require_workdir(args: argparse.Namespace) -> str:
+  if not args.workdir:
+    raise UserError(f"{args.command} needs --workdir DIR")
+  return args.workdir
+
+
+def _saved_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise UserError(f"'{path}' does not exist; is '{workdir}' a training workdir?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def run(argv: list[str]) -> None:
+  args, overrides = _parse(argv)
+  if args.command == "train":
+    config = _config(args, overrides)
+    workdir = _require_workdir(args)
+    from wsrtl_jax import models, train
+    models.check_model_config(config)
+    train.train_and_evaluate(config, workdir)
+  elif args.command == "evaluate":
+    workdir = _require_workdir(args)
+    config = override_config(_saved_config(workdir), overrides)
+    from wsrtl_jax import train
+    train.evaluate_checkpoint(config, workdir, args.split, step=args.step)
+  elif args.command == "bench":
+    from wsrtl_jax import bench
+    print(json.dumps(bench.benchmark(_config(args, overrides), steps=args.steps)), flush=True)
+  elif args.command == "compare":
+    if len(args.dirs) != 2:
+      raise UserError("compare needs two workdirs: compare DIR_A DIR_B")
+    from wsrtl_jax import compare
+    print(json.dumps(compare.compare_runs(*args.dirs)), flush=True)
+
+
+def main() -> None:
+  try:
+    run(sys.argv[1:])
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except KeyboardInterrupt:
+    print("interrupted; rerun the same command to resume from the last checkpoint",
+          file=sys.stderr)
+    sys.exit(130)

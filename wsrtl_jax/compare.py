@@ -1,0 +1,36 @@
+"""Compares two runs: logged losses step by step and the parameters of their last checkpoints."""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from wsrtl_jax.errors import UserError
+from wsrtl_jax.logging_utils import read_jsonl
+
+
+def _latest_params(workdir: str) -> dict:
+  path = os.path.join(os.path.abspath(workdir), "checkpoints")
+  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+    step = m.latest_step()
+    if step is None:
+      raise UserError(f"no checkpoint in '{path}'")
+    return step, m.restore(step, args=ocp.args.StandardRestore())
+
+
+def compare_runs(dir_a: str, dir_b: str) -> dict:
+  """Max |difference| of the loss at every logged step, and of every parameter at the end."""
+  rows_a, rows_b = (read_jsonl(os.path.join(d, "metrics.jsonl")) for d in (dir_a, dir_b))
+  loss_a = {r["step"]: r["loss"] for r in rows_a}
+  loss_b = {r["step"]: r["loss"] for r in rows_b}
+  if not loss_a or loss_a.keys() != loss_b.keys():
+    raise UserError(f"'{dir_a}' and '{dir_b}' did not log the same steps")
+  (step_a, state_a), (step_b, state_b) = _latest_params(dir_a), _latest_params(dir_b)
+  diffs = jax.tree.leaves(jax.tree.map(
+      lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))),
+      state_a["params"], state_b["params"]))
+  return {"steps_compared": len(loss_a),
+          "max_abs_loss_diff": max(abs(loss_a[s] - loss_b[s]) for s in loss_a),
+          "checkpoint_steps": [step_a, step_b], "max_abs_param_diff": max(diffs)}

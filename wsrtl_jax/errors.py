@@ -1,0 +1,5 @@
+"""Errors caused by what the user gave (config, paths, flags): reported as one line, no traceback."""
+
+
+class UserError(Exception):
+  """Bad input; the message names the value or file and what was expected."""

@@ -1,0 +1,86 @@
+"""Run outputs at the edge: metrics.jsonl, TensorBoard summaries, and progress with rate/ETA."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import tensorboardX
+
+
+class MetricsLog:
+  """Appends one JSON object per logged step to `workdir/filename`, mirrored to TensorBoard.
+
+  On resume, rows past the restored step (written after the last checkpoint) are dropped, so an
+  interrupted run ends with the same rows as an uninterrupted one.
+  """
+
+  def __init__(self, workdir: str, filename: str, resume_step: int, enabled: bool = True):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, filename)
+    self._tb = None
+    if not enabled:
+      return
+    rows = read_jsonl(self.path)
+    with open(self.path, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in rows if r["step"] <= resume_step)
+    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                          filename_suffix="." + filename.split(".")[0])
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    for k, v in metrics.items():
+      self._tb.add_scalar(k, float(v), int(step))
+    self._tb.flush()
+
+
+def read_jsonl(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class Progress:
+  """A one-line bar with rate and ETA on a terminal; otherwise the caller's periodic lines."""
+
+  def __init__(self, total: int, start: int, enabled: bool = True):
+    self.total, self.start, self.t0 = total, start, time.time()
+    self.tty = enabled and sys.stderr.isatty()
+
+  def eta(self, step: int) -> tuple[float, float]:
+    """(steps per second, seconds left) since this run started."""
+    elapsed = max(time.time() - self.t0, 1e-9)
+    rate = (step - self.start) / elapsed
+    return rate, (self.total - step) / rate if rate > 0 else float("inf")
+
+  def update(self, step: int, text: str = "") -> None:
+    if not self.tty:
+      return
+    rate, left = self.eta(step)
+    done = int(30 * step / max(self.total, 1))
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
+                     f"{rate:.2f} step/s ETA {format_seconds(left)} {text}   ")
+    sys.stderr.flush()
+
+  def line(self, step: int, text: str) -> str:
+    rate, left = self.eta(step)
+    return f"step {step}/{self.total} {text} | {rate:.2f} step/s, ETA {format_seconds(left)}"
+
+  def close(self) -> None:
+    if self.tty:
+      sys.stderr.write("\n")
+
+
+def format_seconds(seconds: float) -> str:
+  if seconds == float("inf"):
+    return "?"
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

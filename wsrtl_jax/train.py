@@ -1,0 +1,166 @@
+"""`train_and_evaluate(config, workdir)`: the supervised training loop, resumable exactly."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from data_pipeline import input_pipeline
+from wsrtl_jax import checkpointing, evaluation, losses, models, parallel, training
+from wsrtl_jax.errors import UserError
+from wsrtl_jax.logging_utils import MetricsLog, Progress
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Creates `workdir` and writes the resolved config; fails in one line if it cannot."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  except OSError as e:
+    raise UserError(f"cannot write to workdir '{workdir}': {e.strerror or e}") from e
+
+
+def _check_batch(config: ml_collections.ConfigDict, mesh) -> int:
+  """This host's share of the global batch; it must split evenly over devices and hosts."""
+  b, n = config.global_batch_size, mesh.size
+  if b % n:
+    raise UserError(f"global_batch_size={b} does not split evenly over {n} devices")
+  return b // jax.process_count()
+
+
+def _au_weights(labels: np.ndarray) -> np.ndarray:
+  """Inverse positive rates over every host's training labels."""
+  counts = np.stack([(labels == 1).sum(0), (labels >= 0).sum(0)]).astype(np.int64)
+  gathered = np.asarray(multihost_utils.process_allgather(counts))
+  positives, known = gathered.reshape(-1, *counts.shape).sum(0)
+  return losses.inverse_positive_rate_weights(positives, known)
+
+
+def evaluate_split(predict, state, config, builder, splits, which: str, mesh) -> dict:
+  """AU metrics of `state` on the whole `which` split, gathered from every host."""
+  local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
+  probs, labels = [], []
+  for batch in input_pipeline.eval_batches(config, builder, splits, which, local):
+    g = parallel.to_global_batch({k: batch[k] for k in ("image", "label", "mask")}, mesh)
+    out = multihost_utils.process_allgather(
+        {"p": predict(state, g["image"]), "label": g["label"], "mask": g["mask"]}, tiled=True)
+    keep = np.asarray(out["mask"]) == 1
+    probs.append(np.asarray(out["p"])[keep])
+    labels.append(np.asarray(out["label"])[keep])
+  probs, labels = np.concatenate(probs), np.concatenate(labels)
+  result = evaluation.au_metrics(probs, labels, splits.aus, config.eval.threshold)
+  result["chance_all_positive"] = evaluation.all_positive_f1(labels, splits.aus)["per_au_f1"]
+  return result
+
+
+def setup(config: ml_collections.ConfigDict):
+  """Mesh, data, model and optimiser shared by training and evaluation."""
+  models.check_model_config(config)
+  mesh = parallel.make_mesh(config.num_devices)
+  builder = input_pipeline.load_builder(config)
+  splits = input_pipeline.fold_splits(config, builder)
+  model = models.build_model(config, num_aus=len(splits.aus))
+  optimizer = training.make_optimizer(config)
+  shape = (config.data.image_size, config.data.image_size, 3)
+  state = parallel.replicate(
+      training.init_train_state(model, optimizer, shape, config.seed), mesh)
+  return mesh, builder, splits, model, optimizer, state
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from `workdir` if it holds checkpoints), then evaluates the checkpoint that
+  scored best on validation on the test fold and writes `eval.json`."""
+  prepare_workdir(workdir, config)
+  mesh, builder, splits, model, optimizer, state = setup(config)
+  local_batch = _check_batch(config, mesh)
+  is_chief = jax.process_index() == 0
+
+  au_weights = jnp.asarray(_au_weights(
+      input_pipeline.training_labels(config, builder, splits)))
+  schedule = training.learning_rate_schedule(config)
+  train_step = parallel.shard_step(
+      training.make_train_step(model, optimizer, schedule, au_weights), mesh)
+  predict = training.make_predict_fn(model)
+
+  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
+  start = manager.latest_step() or 0
+  if start:
+    state = checkpointing.restore(manager, start, state)
+    print(f"Resumed from {workdir}/checkpoints step {start}.", flush=True)
+  log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
+  val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
+  batches = parallel.prefetch_to_mesh(
+      input_pipeline.train_batches(config, builder, splits, local_batch, start_step=start),
+      mesh, config.data.prefetch_to_device)
+
+  total = config.num_train_steps
+  progress = Progress(total, start, enabled=is_chief)
+  window_start, window_steps = time.time(), 0
+  for step in range(start + 1, total + 1):
+    state, metrics = train_step(state, next(batches))
+    window_steps += 1
+    if step % config.log_every == 0 or step == total:
+      metrics = jax.device_get(metrics)
+      metrics["images_per_sec"] = (config.global_batch_size * window_steps
+                                   / (time.time() - window_start))
+      log.write(step, metrics)
+      if is_chief and not progress.tty:
+        print(progress.line(step, f"loss {metrics['loss']:.4f} "
+                            f"lr {metrics['learning_rate']:.2e} "
+                            f"{metrics['images_per_sec']:.1f} img/s"), flush=True)
+      window_start, window_steps = time.time(), 0
+    progress.update(step, f"loss {float(metrics['loss']):.4f}" if step % config.log_every == 0
+                    else "")
+    if step % config.checkpoint_every == 0 or step == total:
+      val = evaluate_split(predict, state, config, builder, splits, "validation", mesh)
+      val_log.write(step, {"val_avg_f1": val["avg_f1"], "val_auc": val["auc"]})
+      checkpointing.save(manager, step, state, val["avg_f1"])
+      if is_chief and not progress.tty:
+        print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}, checkpoint saved",
+              flush=True)
+      window_start, window_steps = time.time(), 0
+  progress.close()
+  manager.wait_until_finished()
+  return evaluate_checkpoint(config, workdir, "test", (mesh, builder, splits, model, state),
+                             manager)
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: str = "test",
+                        context=None, manager=None, step: int | None = None) -> dict:
+  """Evaluates the best-on-validation checkpoint (or `step`) on `which`; writes the JSON and
+  prints the paper-style table."""
+  if context is None:
+    mesh, builder, splits, model, _, state = setup(config)
+  else:
+    mesh, builder, splits, model, state = context
+  manager = manager or checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
+  chosen = step if step is not None else checkpointing.best_step(manager)
+  if chosen is None:
+    raise UserError(f"no checkpoint in '{workdir}/checkpoints'; train first")
+  if chosen not in manager.all_steps():
+    raise UserError(f"no checkpoint for step {chosen} in '{workdir}/checkpoints'; "
+                    f"kept: {list(manager.all_steps())}")
+  state = checkpointing.restore(manager, chosen, state)
+  result = evaluate_split(training.make_predict_fn(model), state, config, builder, splits,
+                          which, mesh)
+  result.update(step=int(chosen), split=which, dataset=config.data.name, fold=config.data.fold)
+  if jax.process_index() == 0:
+    name = "eval.json" if which == "test" else f"eval_{which}.json"
+    with open(os.path.join(workdir, name), "w") as f:
+      json.dump(result, f, indent=2)
+    print(f"\n{config.data.name} fold {config.data.fold}, {which} split "
+          f"({result['num_frames']} frames), checkpoint step {chosen} (best on validation):")
+    print(evaluation.format_f1_table(
+        {f"ours ({config.model.backbone})": result["per_au_f1"],
+         "all-positive (chance)": result["chance_all_positive"]}, splits.aus))
+    print(f"avg F1 {100 * result['avg_f1']:.1f}  accuracy {100 * result['accuracy']:.1f}  "
+          f"AUC {100 * result['auc']:.1f}  -> {os.path.join(workdir, name)}")
+  return result
