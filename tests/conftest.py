@@ -1,7 +1,10 @@
-"""Four forced CPU devices, set before JAX starts, so every test can shard over `data`."""
+"""Set before JAX and TF start: four forced CPU devices, and a private tfds store for the session
+(SynthAU/tiny is generated into it once)."""
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=4").strip()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["JAX_PLATFORMS"] = "cpu"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="wsrtl_test_tfds_")

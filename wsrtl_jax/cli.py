@@ -26,6 +26,11 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
 """
 
 
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # One line, not usage plus traceback.
+    raise UserError(f"{message} (see python -m wsrtl_jax --help)")
+
+
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   """Splits `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides from the other flags."""
   overrides, rest, i = {}, [], 0
@@ -41,7 +46,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     else:
       rest.append(arg)
     i += 1
-  parser = argparse.ArgumentParser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
+  parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
   parser.add_argument("command", choices=["train", "evaluate", "bench", "compare"])
   parser.add_argument("dirs", nargs="*", help="the two workdirs of `compare`")
   parser.add_argument("--config")

@@ -1,0 +1,1 @@
+"""SynthAU: procedural face videos with known facial action units (numpy only)."""

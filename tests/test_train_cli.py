@@ -1,0 +1,100 @@
+"""The `train` / `evaluate` / `compare` commands end to end on SynthAU/tiny."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import ROOT, cli_args, run_cli
+from wsrtl_jax.logging_utils import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  result = run_cli(cli_args("train", workdir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result
+
+
+def test_train_writes_every_output(uninterrupted):
+  workdir, result = uninterrupted
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["data"]["name"] == "synthau/tiny" and config["model"]["width"] == 8
+  rows = read_jsonl(workdir / "metrics.jsonl")
+  assert [r["step"] for r in rows] == list(range(2, 13, 2))
+  assert all({"loss", "learning_rate", "images_per_sec"} <= r.keys() for r in rows)
+  assert os.listdir(workdir / "tensorboard")
+  result_json = json.loads((workdir / "eval.json").read_text())
+  assert set(result_json["per_au_f1"]) == {f"AU{a}" for a in
+                                           (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)}
+  for key in ("avg_f1", "accuracy", "auc"):
+    assert 0.0 <= result_json[key] <= 1.0
+  assert result_json["split"] == "test"
+  assert "all-positive (chance)" in result.stdout and "avg F1" in result.stdout
+
+
+def test_evaluate_reproduces_eval_json(uninterrupted):
+  workdir, _ = uninterrupted
+  before = json.loads((workdir / "eval.json").read_text())
+  result = run_cli(cli_args("evaluate", workdir, config=None)[:6])  # No overrides.
+  assert result.returncode == 0, result.stderr[-3000:]
+  after = json.loads((workdir / "eval.json").read_text())
+  assert after["per_au_f1"] == pytest.approx(before["per_au_f1"])
+  assert after["step"] == before["step"]
+
+
+def _kill_during_save(args, checkpoints, min_step):
+  """Starts training and SIGKILLs it while a checkpoint after `min_step` is being written."""
+  process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+  caught = None
+  deadline = time.time() + 300
+  while process.poll() is None and time.time() < deadline:
+    names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
+    partial = [n for n in names if "tmp" in n and int(n.split(".")[0]) > min_step]
+    if partial:
+      process.send_signal(signal.SIGKILL)
+      caught = partial[0]
+      break
+    time.sleep(0.0005)
+  process.wait()
+  return caught
+
+
+def test_killed_mid_save_resumes_exactly(uninterrupted, tmp_path):
+  reference, _ = uninterrupted
+  workdir = tmp_path / "killed"
+  args = cli_args("train", workdir)
+  caught = _kill_during_save(args, workdir / "checkpoints", min_step=4)
+  assert caught is not None, "the run finished before a save could be interrupted"
+  kept = sorted(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+  assert kept and kept[-1] < int(caught.split(".")[0])  # The half-written step is not a step.
+
+  result = run_cli(args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Resumed from {workdir}/checkpoints step {kept[-1]}" in result.stdout
+  strip = lambda rows: [(r["step"], r["loss"], r["learning_rate"]) for r in rows]
+  assert strip(read_jsonl(workdir / "metrics.jsonl")) == strip(
+      read_jsonl(reference / "metrics.jsonl"))
+  compare = run_cli([sys.executable, "-m", "wsrtl_jax", "compare", str(reference), str(workdir)])
+  assert compare.returncode == 0, compare.stderr[-2000:]
+  diff = json.loads(compare.stdout.strip().splitlines()[-1])
+  assert diff["max_abs_loss_diff"] == 0.0 and diff["max_abs_param_diff"] == 0.0
+
+
+def test_one_and_four_devices_give_the_same_run(tmp_path):
+  runs = {}
+  for n in (1, 4):
+    runs[n] = tmp_path / f"devices{n}"
+    result = run_cli(cli_args("train", runs[n], num_devices=n, num_train_steps=6,
+                              checkpoint_every=6))
+    assert result.returncode == 0, result.stderr[-3000:]
+  compare = run_cli([sys.executable, "-m", "wsrtl_jax", "compare", str(runs[1]), str(runs[4])])
+  diff = json.loads(compare.stdout.strip().splitlines()[-1])
+  assert diff["steps_compared"] == 3
+  assert diff["max_abs_loss_diff"] < 1e-3, diff
+  assert diff["max_abs_param_diff"] < 1e-2, diff  # Adam turns rounding noise into lr-sized steps; see test_parallel_step.
