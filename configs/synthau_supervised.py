@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ""  # "" = tfds default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
   c.data.image_size = 112  # Network input side; frames are cropped and resized to it.
   c.data.fold = 1  # Fold k tests on one part of the subjects (DESIGN.md 3.1).
-  c.data.num_val_subjects = 10  # Held out of the training parts for checkpoint selection.
+  c.data.num_val_subjects = 30  # Held out of the training parts for checkpoint selection.
   c.data.label_fraction = 1.0  # Share of training frames that keep their labels.
   c.data.shuffle_buffer = 4096
   c.data.crop_fraction = 0.9  # Side of the random training crop, as a share of the frame.

@@ -34,6 +34,10 @@ def test_train_writes_every_output(uninterrupted):
   for key in ("avg_f1", "accuracy", "auc"):
     assert 0.0 <= result_json[key] <= 1.0
   assert result_json["split"] == "test"
+  validation = read_jsonl(workdir / "validation.jsonl")
+  assert [r["step"] for r in validation] == [4, 8, 12]
+  best = max(validation, key=lambda r: (r["val_avg_f1"], r["step"]))
+  assert result_json["step"] == best["step"]  # Chosen on validation, never on the test fold.
   assert "all-positive (chance)" in result.stdout and "avg F1" in result.stdout
 
 

@@ -73,6 +73,12 @@ class Progress:
     rate, left = self.eta(step)
     return f"step {step}/{self.total} {text} | {rate:.2f} step/s, ETA {format_seconds(left)}"
 
+  def print(self, text: str) -> None:
+    """A line of its own, above the bar on a terminal."""
+    if self.tty:
+      sys.stderr.write("\r\033[K")
+    print(text, flush=True)
+
   def close(self) -> None:
     if self.tty:
       sys.stderr.write("\n")

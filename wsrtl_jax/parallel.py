@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from wsrtl_jax.errors import UserError
@@ -61,3 +62,14 @@ def prefetch_to_mesh(batches: Iterable[dict], mesh: jax.sharding.Mesh, size: int
     yield queue.popleft()
     for batch in itertools.islice(batches, 1):
       queue.append(to_global_batch(batch, mesh))
+
+
+def in_lockstep(batches: Iterable[dict], padding: dict) -> Iterator[dict]:
+  """Yields until every host has run out; a host that ran out early yields `padding`, so every
+  host makes the same number of collective calls (a finite pass, e.g. evaluation)."""
+  batches = iter(batches)
+  while True:
+    batch = next(batches, None)
+    if np.asarray(multihost_utils.process_allgather(np.array(batch is None))).all():
+      return
+    yield padding if batch is None else batch

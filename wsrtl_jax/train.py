@@ -17,12 +17,36 @@ from wsrtl_jax.errors import UserError
 from wsrtl_jax.logging_utils import MetricsLog, Progress
 
 
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Creates `workdir` and writes the resolved config; fails in one line if it cannot."""
+  """Creates `workdir` and writes the resolved config; fails in one line if it cannot.
+
+  A workdir that already holds a run with another config gets a warning naming the keys that
+  changed: resuming with them is allowed (e.g. more steps) but no longer an exact resume.
+  """
+  path = os.path.join(workdir, "config.json")
   try:
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
-      with open(os.path.join(workdir, "config.json"), "w") as f:
+      if os.path.isfile(path):
+        with open(path) as f:
+          old = _flatten(json.load(f))
+        new = _flatten(json.loads(config.to_json_best_effort()))
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if changed:
+          print(f"warning: config differs from {path} in: "
+                + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed),
+                flush=True)
+      with open(path, "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   except OSError as e:
     raise UserError(f"cannot write to workdir '{workdir}': {e.strerror or e}") from e
@@ -47,9 +71,14 @@ def _au_weights(labels: np.ndarray) -> np.ndarray:
 def evaluate_split(predict, state, config, builder, splits, which: str, mesh) -> dict:
   """AU metrics of `state` on the whole `which` split, gathered from every host."""
   local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
+  size = config.data.image_size
+  padding = {"image": np.zeros((local, size, size, 3), np.uint8),
+             "label": np.zeros((local, len(splits.aus)), np.int32),
+             "mask": np.zeros((local,), np.int32)}
   probs, labels = [], []
-  for batch in input_pipeline.eval_batches(config, builder, splits, which, local):
-    g = parallel.to_global_batch({k: batch[k] for k in ("image", "label", "mask")}, mesh)
+  batches = input_pipeline.eval_batches(config, builder, splits, which, local)
+  for batch in parallel.in_lockstep(batches, padding):
+    g = parallel.to_global_batch({k: batch[k] for k in padding}, mesh)
     out = multihost_utils.process_allgather(
         {"p": predict(state, g["image"]), "label": g["label"], "mask": g["mask"]}, tiled=True)
     keep = np.asarray(out["mask"]) == 1
@@ -113,9 +142,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                    / (time.time() - window_start))
       log.write(step, metrics)
       if is_chief and not progress.tty:
-        print(progress.line(step, f"loss {metrics['loss']:.4f} "
-                            f"lr {metrics['learning_rate']:.2e} "
-                            f"{metrics['images_per_sec']:.1f} img/s"), flush=True)
+        progress.print(progress.line(step, f"loss {metrics['loss']:.4f} "
+                                     f"lr {metrics['learning_rate']:.2e} "
+                                     f"{metrics['images_per_sec']:.1f} img/s"))
       window_start, window_steps = time.time(), 0
     progress.update(step, f"loss {float(metrics['loss']):.4f}" if step % config.log_every == 0
                     else "")
@@ -123,9 +152,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       val = evaluate_split(predict, state, config, builder, splits, "validation", mesh)
       val_log.write(step, {"val_avg_f1": val["avg_f1"], "val_auc": val["auc"]})
       checkpointing.save(manager, step, state, val["avg_f1"])
-      if is_chief and not progress.tty:
-        print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}, checkpoint saved",
-              flush=True)
+      if is_chief:
+        progress.print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}, "
+                       "checkpoint saved")
       window_start, window_steps = time.time(), 0
   progress.close()
   manager.wait_until_finished()
@@ -142,7 +171,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
   else:
     mesh, builder, splits, model, state = context
   manager = manager or checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
-  chosen = step if step is not None else checkpointing.best_step(manager)
+  chosen = step if step is not None else manager.best_step()
   if chosen is None:
     raise UserError(f"no checkpoint in '{workdir}/checkpoints'; train first")
   if chosen not in manager.all_steps():

@@ -13,9 +13,9 @@ NUM_PARTS = 3
 
 @dataclasses.dataclass
 class SynthAUConfig(tfds.core.BuilderConfig):
-  num_subjects: int = 150
-  clips_per_subject: int = 3
-  frames_per_clip: int = 24
+  num_subjects: int = 600
+  clips_per_subject: int = 2
+  frames_per_clip: int = 16
   image_size: int = 128
   seed: int = 0
 
@@ -31,7 +31,7 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
   BUILDER_CONFIGS = [
-      SynthAUConfig(name="small", description="150 subjects x 3 clips x 24 frames at 128 px."),
+      SynthAUConfig(name="small", description="600 subjects x 2 clips x 16 frames at 128 px."),
       SynthAUConfig(name="tiny", description="For tests: 9 subjects x 2 clips x 8 frames, 64 px.",
                     num_subjects=9, clips_per_subject=2, frames_per_clip=8, image_size=64),
   ]
