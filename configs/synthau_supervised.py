@@ -1,6 +1,6 @@
 """Supervised AU detection baseline on SynthAU (the main job of `./run.sh` for now).
 
-Sized to train in about ten minutes on two CPU cores (ResNet-18 at half width, 112 px); on
+Sized to train in about ten minutes on two CPU cores (ResNet-18 at half width, 96 px); on
 accelerators raise `model.width` (64), `model.backbone`, `data.image_size`, `num_train_steps` and
 `global_batch_size`.
 """
@@ -10,17 +10,17 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.num_train_steps = 1000
+  c.num_train_steps = 1600
   c.global_batch_size = 32
   c.num_devices = 0  # 0 = every device of every host.
   c.log_every = 20
-  c.checkpoint_every = 250  # Each checkpoint is scored on the validation split.
+  c.checkpoint_every = 400  # Each checkpoint is scored on the validation split.
   c.keep_checkpoints = 2  # Latest N kept for resume; the best on validation is kept too.
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "synthau"  # tfds name, optionally with builder config: "synthau/tiny".
   c.data.data_dir = ""  # "" = tfds default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
-  c.data.image_size = 112  # Network input side; frames are cropped and resized to it.
+  c.data.image_size = 96  # Network input side; frames are cropped and resized to it.
   c.data.fold = 1  # Fold k tests on one part of the subjects (DESIGN.md 3.1).
   c.data.num_val_subjects = 30  # Held out of the training parts for checkpoint selection.
   c.data.label_fraction = 1.0  # Share of training frames that keep their labels.
