@@ -9,6 +9,7 @@ import functools
 from typing import Iterator
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -36,11 +37,15 @@ class FoldSplits:
 
 
 def load_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The tfds builder `config.data.name`, prepared on first use (SynthAU is generated)."""
+  """The tfds builder `config.data.name`, prepared on first use (SynthAU is generated) by
+  process 0 alone while the other hosts wait."""
   import data_pipeline.synthau.synthau_dataset_builder  # noqa: F401  Registers `synthau`.
-  builder = tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
-  builder.download_and_prepare()
-  return builder
+  make = lambda: tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
+  if jax.process_index() == 0:
+    make().download_and_prepare()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("tfds store prepared")
+  return make()
 
 
 def _subjects(builder: tfds.core.DatasetBuilder, split: str) -> list[str]:
@@ -80,11 +85,14 @@ def _keep_label(example: dict, fraction: float) -> tf.Tensor:
 
 
 def _records(builder, split: str, subjects: tuple[str, ...]) -> tf.data.Dataset:
-  """Encoded records of `subjects` from `split`, in a fixed order, this host's share only."""
+  """Encoded records of `subjects` from `split`, in a fixed order, every host the same."""
   ds = builder.as_dataset(split=split, shuffle_files=False,
                           decoders={"image": tfds.decode.SkipDecoding()})
   wanted = tf.constant(list(subjects))
-  ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["subject"], wanted)))
+  return ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["subject"], wanted)))
+
+
+def _host_share(ds: tf.data.Dataset) -> tf.data.Dataset:
   return ds.shard(jax.process_count(), jax.process_index())
 
 
@@ -99,7 +107,7 @@ def _labelled(ds: tf.data.Dataset, fraction: float) -> tf.data.Dataset:
 
 def training_labels(config: ml_collections.ConfigDict, builder, splits: FoldSplits) -> np.ndarray:
   """[N, A] labels (1, 0, -1 unknown) of this host's training frames, for the AU weights."""
-  ds = _labelled(_records(builder, splits.train_split, splits.train_subjects),
+  ds = _labelled(_host_share(_records(builder, splits.train_split, splits.train_subjects)),
                  config.data.label_fraction)
   labels = ds.map(lambda ex: ex["au_occurrence"]).batch(4096)
   return np.concatenate(list(labels.as_numpy_iterator())).astype(np.int32)
@@ -109,14 +117,16 @@ def train_batches(config: ml_collections.ConfigDict, builder, splits: FoldSplits
                   local_batch_size: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
   """Endless shuffled, augmented, labelled training batches of this host, from `start_step`.
 
-  Order and augmentation depend only on the seed and the position in the stream, so a resumed
-  run skips the consumed records (before decoding) and sees exactly the batches it would have.
+  Order and augmentation depend only on the seed and the position in the global stream, so a
+  resumed run skips the consumed records (before decoding) and sees exactly the batches it would
+  have. Every host shuffles the same encoded records and keeps every P-th one after the shuffle,
+  so the global batch holds the same frames whatever the number of hosts.
   """
   ds = _labelled(_records(builder, splits.train_split, splits.train_subjects),
                  config.data.label_fraction)
   ds = ds.filter(lambda ex: tf.reduce_any(ex["au_occurrence"] >= 0))  # Labelled frames only.
   ds = ds.cache().repeat().shuffle(config.data.shuffle_buffer, seed=config.seed)
-  ds = ds.enumerate().skip(start_step * local_batch_size)
+  ds = _host_share(ds.enumerate()).skip(start_step * local_batch_size)
   preprocess = functools.partial(augment.train_example, frame_size=splits.frame_size,
                                  config=config.data, seed=config.seed)
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
@@ -134,7 +144,8 @@ def eval_batches(config: ml_collections.ConfigDict, builder, splits: FoldSplits,
                      "test": (splits.test_split, splits.test_subjects)}[which]
   preprocess = functools.partial(augment.eval_example, frame_size=splits.frame_size,
                                  config=config.data)
-  ds = _records(builder, split, subjects).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _host_share(_records(builder, split, subjects))
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
   for batch in ds.as_numpy_iterator():
     n = batch["label"].shape[0]

@@ -24,9 +24,11 @@ def checkpoint_manager(workdir: str, keep_latest: int) -> ocp.CheckpointManager:
                                options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, val_avg_f1: float) -> None:
-  manager.save(step, args=ocp.args.StandardSave(state),
-               metrics={SELECTION_METRIC: float(val_avg_f1)})
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         val_avg_f1: float | None = None) -> None:
+  """Saves `state`; a step saved without a validation score (preemption) is never the best."""
+  metrics = None if val_avg_f1 is None else {SELECTION_METRIC: float(val_avg_f1)}
+  manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, like: Any) -> Any:

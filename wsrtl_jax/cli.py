@@ -20,6 +20,7 @@ from wsrtl_jax.errors import UserError
 USAGE = """python -m wsrtl_jax COMMAND [options]
 
   train     --config FILE [--config.KEY=VALUE ...] --workdir DIR   train (resumes if DIR has checkpoints)
+            [--distributed [--coordinator HOST:PORT --num_processes N --process_id I]]
   evaluate  --workdir DIR [--split test|validation] [--step N]     re-evaluate a trained run
   bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
   compare   DIR_A DIR_B                                             losses and parameters of two runs
@@ -54,6 +55,11 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser.add_argument("--split", default="test", choices=["test", "validation"])
   parser.add_argument("--step", type=int)
   parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--distributed", action="store_true",
+                      default=os.environ.get("WSRTL_DISTRIBUTED") == "1")
+  parser.add_argument("--coordinator")
+  parser.add_argument("--num_processes", type=int)
+  parser.add_argument("--process_id", type=int)
   args, unknown = parser.parse_known_args(rest)
   if unknown:
     raise UserError(f"unknown argument(s): {' '.join(unknown)} (see --help)")
@@ -80,8 +86,18 @@ def _saved_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+def _initialize_distributed(args: argparse.Namespace) -> None:
+  """One process per host: `jax.distributed.initialize`, which detects TPU pods, SLURM and
+  similar clusters by itself; elsewhere (e.g. CPU processes on one machine) pass the three flags."""
+  import jax
+  jax.distributed.initialize(coordinator_address=args.coordinator,
+                             num_processes=args.num_processes, process_id=args.process_id)
+
+
 def run(argv: list[str]) -> None:
   args, overrides = _parse(argv)
+  if args.distributed:
+    _initialize_distributed(args)
   if args.command == "train":
     config = _config(args, overrides)
     workdir = _require_workdir(args)

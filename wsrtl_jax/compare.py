@@ -11,13 +11,19 @@ from wsrtl_jax.errors import UserError
 from wsrtl_jax.logging_utils import read_jsonl
 
 
-def _latest_params(workdir: str) -> dict:
+def _latest_state(workdir: str) -> tuple[int, dict]:
   path = os.path.join(os.path.abspath(workdir), "checkpoints")
-  with ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+  with ocp.CheckpointManager(path, item_handlers=ocp.StandardCheckpointHandler(),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as m:
     step = m.latest_step()
     if step is None:
       raise UserError(f"no checkpoint in '{path}'")
-    return step, m.restore(step, args=ocp.args.StandardRestore())
+    # Restore onto one local device, whatever topology (hosts, devices) saved it.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda meta: jax.ShapeDtypeStruct(meta.shape, meta.dtype,
+                                                            sharding=device),
+                          m.item_metadata(step))
+    return step, m.restore(step, args=ocp.args.StandardRestore(target))
 
 
 def compare_runs(dir_a: str, dir_b: str) -> dict:
@@ -27,7 +33,7 @@ def compare_runs(dir_a: str, dir_b: str) -> dict:
   loss_b = {r["step"]: r["loss"] for r in rows_b}
   if not loss_a or loss_a.keys() != loss_b.keys():
     raise UserError(f"'{dir_a}' and '{dir_b}' did not log the same steps")
-  (step_a, state_a), (step_b, state_b) = _latest_params(dir_a), _latest_params(dir_b)
+  (step_a, state_a), (step_b, state_b) = _latest_state(dir_a), _latest_state(dir_b)
   diffs = jax.tree.leaves(jax.tree.map(
       lambda a, b: float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))),
       state_a["params"], state_b["params"]))

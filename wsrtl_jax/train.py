@@ -15,6 +15,7 @@ from data_pipeline import input_pipeline
 from wsrtl_jax import checkpointing, evaluation, losses, models, parallel, training
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.logging_utils import MetricsLog, Progress
+from wsrtl_jax.preemption import PreemptionWatch
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -104,9 +105,10 @@ def setup(config: ml_collections.ConfigDict):
   return mesh, builder, splits, model, optimizer, state
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """Trains (resuming from `workdir` if it holds checkpoints), then evaluates the checkpoint that
-  scored best on validation on the test fold and writes `eval.json`."""
+  scored best on validation on the test fold and writes `eval.json`. Returns None when SIGTERM
+  stopped the run (after saving a checkpoint to resume from)."""
   prepare_workdir(workdir, config)
   mesh, builder, splits, model, optimizer, state = setup(config)
   local_batch = _check_batch(config, mesh)
@@ -131,6 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       mesh, config.data.prefetch_to_device)
 
   total = config.num_train_steps
+  preemption = PreemptionWatch(check_every=config.log_every)
   progress = Progress(total, start, enabled=is_chief)
   window_start, window_steps = time.time(), 0
   for step in range(start + 1, total + 1):
@@ -156,6 +159,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         progress.print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}, "
                        "checkpoint saved")
       window_start, window_steps = time.time(), 0
+    elif step < total and preemption.should_stop(step):
+      checkpointing.save(manager, step, state)
+      manager.wait_until_finished()
+      progress.print(f"Stopped by SIGTERM at step {step}; checkpoint saved. Run the same "
+                     "command again to resume.")
+      return None
   progress.close()
   manager.wait_until_finished()
   return evaluate_checkpoint(config, workdir, "test", (mesh, builder, splits, model, state),
