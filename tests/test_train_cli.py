@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from PIL import Image
 
 from tests.helpers import ROOT, cli_args, run_cli
 from wsrtl_jax.logging_utils import read_jsonl
@@ -39,6 +40,9 @@ def test_train_writes_every_output(uninterrupted):
   best = max(validation, key=lambda r: (r["val_avg_f1"], r["step"]))
   assert result_json["step"] == best["step"]  # Chosen on validation, never on the test fold.
   assert "all-positive (chance)" in result.stdout and "avg F1" in result.stdout
+  for png in ("training_curves.png", "eval_per_au_f1.png"):
+    with Image.open(workdir / png) as image:
+      assert image.format == "PNG" and image.size[0] > 500
 
 
 def test_evaluate_reproduces_eval_json(uninterrupted):

@@ -12,7 +12,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data_pipeline import input_pipeline
-from wsrtl_jax import checkpointing, evaluation, losses, models, parallel, training
+from wsrtl_jax import checkpointing, evaluation, losses, models, parallel, plots, training
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.logging_utils import MetricsLog, Progress
 from wsrtl_jax.preemption import PreemptionWatch
@@ -167,6 +167,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
       return None
   progress.close()
   manager.wait_until_finished()
+  if is_chief:
+    plots.plot_training_curves(workdir)
   return evaluate_checkpoint(config, workdir, "test", (mesh, builder, splits, model, state),
                              manager)
 
@@ -194,6 +196,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
     name = "eval.json" if which == "test" else f"eval_{which}.json"
     with open(os.path.join(workdir, name), "w") as f:
       json.dump(result, f, indent=2)
+    plots.plot_per_au_f1(result, os.path.join(workdir, name.replace(".json", "_per_au_f1.png")))
     print(f"\n{config.data.name} fold {config.data.fold}, {which} split "
           f"({result['num_frames']} frames), checkpoint step {chosen} (best on validation):")
     print(evaluation.format_f1_table(
