@@ -1,0 +1,23 @@
+"""`bench` prints one JSON line of step throughput and never imports TensorFlow."""
+import json
+import sys
+
+from tests.helpers import ROOT, TINY_OVERRIDES, run_cli
+
+BLOCK_TF_AND_RUN = (
+    "import runpy, sys; sys.modules['tensorflow'] = None; "  # Any TF import now fails.
+    "sys.argv = ['wsrtl_jax'] + sys.argv[1:]; runpy.run_module('wsrtl_jax', run_name='__main__')")
+
+
+def test_bench_without_tensorflow():
+  overrides = [f"--config.{k}={v}" for k, v in TINY_OVERRIDES.items()]
+  result = run_cli([sys.executable, "-c", BLOCK_TF_AND_RUN, "bench", "--config",
+                    "configs/synthau_supervised.py", "--steps", "2", *overrides])
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  assert line["devices"] == 4 and line["per_device_batch"] == 2
+  assert line["images_per_sec"] > 0
+  assert abs(line["images_per_sec_per_device"] * 4 - line["images_per_sec"]) < 0.1
+  assert line["step_ms"] > 0 and line["compile_s"] > 0
+  assert line["flops_per_image"] > 1e6
+  assert line["mfu"] is None  # No known peak for CPU.
