@@ -53,6 +53,7 @@ class Progress:
   def __init__(self, total: int, start: int, enabled: bool = True):
     self.total, self.start, self.t0 = total, start, time.time()
     self.tty = enabled and sys.stderr.isatty()
+    self.text = ""
 
   def eta(self, step: int) -> tuple[float, float]:
     """(steps per second, seconds left) since this run started."""
@@ -61,12 +62,14 @@ class Progress:
     return rate, (self.total - step) / rate if rate > 0 else float("inf")
 
   def update(self, step: int, text: str = "") -> None:
+    """Redraws the bar; `text` (e.g. the latest loss) stays until replaced."""
     if not self.tty:
       return
+    self.text = text or self.text
     rate, left = self.eta(step)
     done = int(30 * step / max(self.total, 1))
     sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
-                     f"{rate:.2f} step/s ETA {format_seconds(left)} {text}   ")
+                     f"{rate:.2f} step/s ETA {format_seconds(left)} {self.text}   ")
     sys.stderr.flush()
 
   def line(self, step: int, text: str) -> str:
