@@ -2,7 +2,7 @@
 import json
 import sys
 
-from tests.helpers import ROOT, TINY_OVERRIDES, run_cli
+from tests.helpers import TINY_OVERRIDES, run_cli
 
 BLOCK_TF_AND_RUN = (
     "import runpy, sys; sys.modules['tensorflow'] = None; "  # Any TF import now fails.

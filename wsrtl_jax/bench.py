@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 
 from data_pipeline.au_sets import aus_of
-from wsrtl_jax import models, parallel, training
+from wsrtl_jax import parallel, training
 
 # Dense peak FLOP/s per device for the compute dtype (bfloat16; float32 uses TF32 on NVIDIA).
 PEAK_FLOPS = {
@@ -41,15 +41,12 @@ def _flops(compiled) -> float:
 
 def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3) -> dict:
   """Compiles the train step once, then times `steps` steps on a fixed synthetic batch."""
-  models.check_model_config(config)
   mesh = parallel.make_mesh(config.num_devices)
   num_aus = len(aus_of(config.data.name))
   size = config.data.image_size
-  model = models.build_model(config, num_aus)
-  optimizer = training.make_optimizer(config)
+  model, optimizer, state = training.create(config, num_aus)
+  state = parallel.replicate(state, mesh)
   schedule = training.learning_rate_schedule(config)
-  state = parallel.replicate(
-      training.init_train_state(model, optimizer, (size, size, 3), config.seed), mesh)
   step = parallel.shard_step(
       training.make_train_step(model, optimizer, schedule, jnp.ones(num_aus)), mesh)
   rng = np.random.default_rng(config.seed)

@@ -97,11 +97,8 @@ def setup(config: ml_collections.ConfigDict):
   mesh = parallel.make_mesh(config.num_devices)
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)
-  model = models.build_model(config, num_aus=len(splits.aus))
-  optimizer = training.make_optimizer(config)
-  shape = (config.data.image_size, config.data.image_size, 3)
-  state = parallel.replicate(
-      training.init_train_state(model, optimizer, shape, config.seed), mesh)
+  model, optimizer, state = training.create(config, num_aus=len(splits.aus))
+  state = parallel.replicate(state, mesh)
   return mesh, builder, splits, model, optimizer, state
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from wsrtl_jax import losses
+from wsrtl_jax import losses, models
 from wsrtl_jax.parallel import AXIS
 
 
@@ -49,6 +49,15 @@ def init_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables["batch_stats"], opt_state=optimizer.init(params))
+
+
+def create(config: ml_collections.ConfigDict, num_aus: int
+           ) -> tuple[nn.Module, optax.GradientTransformation, TrainState]:
+  """The configured model, its optimiser and a freshly initialised state, on the host."""
+  model = models.build_model(config, num_aus)
+  optimizer = make_optimizer(config)
+  size = config.data.image_size
+  return model, optimizer, init_train_state(model, optimizer, (size, size, 3), config.seed)
 
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,

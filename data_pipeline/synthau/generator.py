@@ -1344,7 +1344,7 @@ def _paint_glabella(ctx: _Ctx) -> None:
 
 def _paint_chin(ctx: _Ctx) -> None:
   """Mentolabial sulcus under the lower lip; AU17 deepens it and wrinkles the chin boss."""
-  lm, px = ctx.lm, ctx.px
+  px = ctx.px
   right = ctx.right()
   centre = ctx.lerp(57, 8, 0.35)
   a, b = centre - right * 0.22 * px, centre + right * 0.22 * px
