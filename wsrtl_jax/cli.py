@@ -1,4 +1,4 @@
-"""Command line: `python -m wsrtl_jax {train,evaluate,bench,compare} ...`.
+"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,bench,compare} ...`.
 
 Heavy imports (TensorFlow, the data path) happen inside the commands that need them, so `bench`
 runs where TensorFlow is not installed.
@@ -19,10 +19,13 @@ from wsrtl_jax.errors import UserError
 
 USAGE = """python -m wsrtl_jax COMMAND [options]
 
+  prepare   --dataset NAME[/CONFIG] [--manual_dir DIR] [--data_dir DIR]
+            build the tfds store(s) of bp4d, disfa, gft, face_videos (or synthau) and summarise
   train     --config FILE [--config.KEY=VALUE ...] --workdir DIR   train (resumes if DIR has checkpoints)
             [--distributed [--coordinator HOST:PORT --num_processes N --process_id I]]
   evaluate  --workdir DIR [--split test|validation] [--step N]     re-evaluate a trained run
   bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
+            [--input]                                               or the input streams (frames/s)
   compare   DIR_A DIR_B                                             losses and parameters of two runs
 """
 
@@ -48,13 +51,17 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
       rest.append(arg)
     i += 1
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
-  parser.add_argument("command", choices=["train", "evaluate", "bench", "compare"])
+  parser.add_argument("command", choices=["prepare", "train", "evaluate", "bench", "compare"])
   parser.add_argument("dirs", nargs="*", help="the two workdirs of `compare`")
   parser.add_argument("--config")
   parser.add_argument("--workdir")
   parser.add_argument("--split", default="test", choices=["test", "validation"])
   parser.add_argument("--step", type=int)
   parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--input", action="store_true")
+  parser.add_argument("--dataset")
+  parser.add_argument("--manual_dir")
+  parser.add_argument("--data_dir")
   parser.add_argument("--distributed", action="store_true",
                       default=os.environ.get("WSRTL_DISTRIBUTED") == "1")
   parser.add_argument("--coordinator")
@@ -98,7 +105,13 @@ def run(argv: list[str]) -> None:
   args, overrides = _parse(argv)
   if args.distributed:
     _initialize_distributed(args)
-  if args.command == "train":
+  if args.command == "prepare":
+    if not args.dataset:
+      raise UserError("prepare needs --dataset NAME (bp4d, disfa, gft, face_videos, synthau)")
+    from wsrtl_jax import prepare
+    summary = prepare.prepare(args.dataset, args.manual_dir, args.data_dir)
+    print(prepare.format_summary(summary), flush=True)
+  elif args.command == "train":
     config = _config(args, overrides)
     workdir = _require_workdir(args)
     from wsrtl_jax import models, train
@@ -109,6 +122,10 @@ def run(argv: list[str]) -> None:
     config = override_config(_saved_config(workdir), overrides)
     from wsrtl_jax import train
     train.evaluate_checkpoint(config, workdir, args.split, step=args.step)
+  elif args.command == "bench" and args.input:
+    from wsrtl_jax import input_bench
+    for record in input_bench.benchmark_input(_config(args, overrides)):
+      print(json.dumps(record), flush=True)
   elif args.command == "bench":
     from wsrtl_jax import bench
     print(json.dumps(bench.benchmark(_config(args, overrides), steps=args.steps)), flush=True)

@@ -50,8 +50,8 @@ def read_jsonl(path: str) -> list[dict]:
 class Progress:
   """A one-line bar with rate and ETA on a terminal; otherwise the caller's periodic lines."""
 
-  def __init__(self, total: int, start: int, enabled: bool = True):
-    self.total, self.start, self.t0 = total, start, time.time()
+  def __init__(self, total: int, start: int, enabled: bool = True, unit: str = "step"):
+    self.total, self.start, self.t0, self.unit = total, start, time.time(), unit
     self.tty = enabled and sys.stderr.isatty()
     self.text = ""
 
@@ -69,12 +69,13 @@ class Progress:
     rate, left = self.eta(step)
     done = int(30 * step / max(self.total, 1))
     sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{self.total} "
-                     f"{rate:.2f} step/s ETA {format_seconds(left)} {self.text}   ")
+                     f"{rate:.2f} {self.unit}/s ETA {format_seconds(left)} {self.text}   ")
     sys.stderr.flush()
 
   def line(self, step: int, text: str) -> str:
     rate, left = self.eta(step)
-    return f"step {step}/{self.total} {text} | {rate:.2f} step/s, ETA {format_seconds(left)}"
+    return (f"{self.unit} {step}/{self.total} {text} | {rate:.2f} {self.unit}/s, "
+            f"ETA {format_seconds(left)}")
 
   def print(self, text: str) -> None:
     """A line of its own, above the bar on a terminal."""
