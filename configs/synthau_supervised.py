@@ -24,11 +24,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.fold = 1  # Fold k tests on one part of the subjects (DESIGN.md 3.1).
   c.data.num_val_subjects = 30  # Held out of the training parts for checkpoint selection.
   c.data.label_fraction = 1.0  # Share of training frames that keep their labels.
-  c.data.shuffle_buffer = 4096
+  c.data.shuffle_buffer = 16384  # Stores are in sequence order: shuffle the whole training set.
   c.data.crop_fraction = 0.9  # Side of the random training crop, as a share of the frame.
   c.data.flip = True
   c.data.color_jitter = 0.2  # Brightness/contrast/saturation strength; 0 turns it off.
   c.data.prefetch_to_device = 2
+  c.data.pair_gap = 2  # Frame pairs (t, t + pair_gap), for the flow task.
+  c.data.clip_length = 4  # Frames per clip, for temporal contrast.
+  c.data.clip_stride = 1  # Frames between consecutive clip frames.
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "resnet18"

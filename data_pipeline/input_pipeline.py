@@ -15,34 +15,62 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import ml_collections
 
-from data_pipeline import augment
+from data_pipeline import augment, folds
 from wsrtl_jax.errors import UserError
 
 tf.config.set_visible_devices([], "GPU")
 
-NUM_PARTS = 3
 LABEL_HASH_BUCKETS = 100_000
+KINDS = ("labelled", "unlabelled", "pairs", "clips", "cross_identity")
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """A tfds split and the subjects of it that a role (train, validation, test) takes."""
+  split: str
+  subjects: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class FoldSplits:
-  """Subject-exclusive train / validation / test of one fold, as tfds splits + subject lists."""
+  """Subject-exclusive train / validation / test of one fold."""
   aus: tuple[int, ...]
   frame_size: int
-  train_split: str
-  test_split: str
-  train_subjects: tuple[str, ...]
-  val_subjects: tuple[str, ...]
-  test_subjects: tuple[str, ...]
+  frame_step: int  # Frame-number difference between consecutive frames of a sequence.
+  train: Part
+  validation: Part
+  test: Part
+
+
+def store_name(config: ml_collections.ConfigDict) -> str:
+  """`data.name`, with the fold config added for stores built one config per fold."""
+  from data_pipeline import face_datasets  # noqa: F401  Registers bp4d, disfa, gft, face_videos.
+  import data_pipeline.synthau.synthau_dataset_builder  # noqa: F401  Registers `synthau`.
+  name = config.data.name
+  if "/" not in name:
+    try:
+      configs = [c.name for c in tfds.builder_cls(name).BUILDER_CONFIGS]
+    except tfds.core.registered.DatasetNotFoundError:
+      raise UserError(f"data.name={name!r} is not a dataset we know; known: "
+                      "synthau, bp4d, disfa, gft, face_videos") from None
+    if f"fold{config.data.fold}" in configs:
+      name = f"{name}/fold{config.data.fold}"
+  return name
 
 
 def load_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The tfds builder `config.data.name`, prepared on first use (SynthAU is generated) by
-  process 0 alone while the other hosts wait."""
-  import data_pipeline.synthau.synthau_dataset_builder  # noqa: F401  Registers `synthau`.
-  make = lambda: tfds.builder(config.data.name, data_dir=config.data.data_dir or None)
-  if jax.process_index() == 0:
-    make().download_and_prepare()
+  """The tfds store of `config.data`: SynthAU is generated on first use (by process 0 alone while
+  the other hosts wait); the datasets users bring must have been prepared with `prepare`."""
+  name = store_name(config)
+  make = lambda: tfds.builder(name, data_dir=config.data.data_dir or None)
+  builder = make()
+  if not builder.is_prepared():
+    if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+      raise UserError(f"the store {name!r} is not prepared in {builder.data_dir_root}; run "
+                      f"python -m wsrtl_jax prepare --dataset {name.split('/')[0]} "
+                      "--manual_dir DIR (same --data_dir)")
+    if jax.process_index() == 0:
+      builder.download_and_prepare()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("tfds store prepared")
   return make()
@@ -56,25 +84,27 @@ def _subjects(builder: tfds.core.DatasetBuilder, split: str) -> list[str]:
 
 def fold_splits(config: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder
                 ) -> FoldSplits:
-  """Fold k tests on part 4-k (DESIGN.md 3.1); validation subjects come from the other parts."""
-  fold = config.data.fold
-  if fold not in (1, 2, 3):
-    raise UserError(f"data.fold must be 1, 2 or 3, got {fold}")
-  test_part = NUM_PARTS + 1 - fold
-  train_split = "+".join(f"part{p}" for p in range(1, NUM_PARTS + 1) if p != test_part)
-  test_split = f"part{test_part}"
-  train_pool = _subjects(builder, train_split)
-  k = config.data.num_val_subjects
-  if not 0 <= k < len(train_pool):
-    raise UserError(f"data.num_val_subjects={k} must be below the {len(train_pool)} "
-                     "training subjects")
-  val = [train_pool[i] for i in np.linspace(0, len(train_pool) - 1, k).round().astype(int)] if k else []
-  return FoldSplits(
-      aus=tuple(builder.info.metadata["aus"]),
-      frame_size=builder.info.features["image"].shape[0],
-      train_split=train_split, test_split=test_split,
-      train_subjects=tuple(s for s in train_pool if s not in val), val_subjects=tuple(val),
-      test_subjects=tuple(_subjects(builder, test_split)))
+  """The fold's subjects. Stores with `train/validation/test` splits (one config per fold) carry
+  them; SynthAU's `part1..3` are split here: fold k tests on part 4-k, and `num_val_subjects`
+  evenly spaced training subjects are held out for validation."""
+  if "train" in builder.info.splits:
+    parts = {role: Part(role, tuple(_subjects(builder, role)) if role in builder.info.splits
+                        else ()) for role in ("train", "validation", "test")}
+  else:
+    try:
+      test = f"part{folds.test_part(config.data.fold)}"
+    except ValueError as e:
+      raise UserError(f"data.fold: {e}") from None
+    train = "+".join(f"part{p}" for p in range(1, folds.NUM_PARTS + 1) if f"part{p}" != test)
+    try:
+      kept, val = folds.carve_validation(_subjects(builder, train), config.data.num_val_subjects)
+    except ValueError as e:
+      raise UserError(f"data.num_val_subjects: {e}") from None
+    parts = {"train": Part(train, tuple(kept)), "validation": Part(train, tuple(val)),
+             "test": Part(test, tuple(_subjects(builder, test)))}
+  return FoldSplits(aus=tuple(builder.info.metadata["aus"]),
+                    frame_size=builder.info.features["image"].shape[0],
+                    frame_step=int(builder.info.metadata.get("frame_step", 1)), **parts)
 
 
 def _keep_label(example: dict, fraction: float) -> tf.Tensor:
@@ -84,12 +114,15 @@ def _keep_label(example: dict, fraction: float) -> tf.Tensor:
   return bucket < int(round(fraction * LABEL_HASH_BUCKETS))
 
 
-def _records(builder, split: str, subjects: tuple[str, ...]) -> tf.data.Dataset:
-  """Encoded records of `subjects` from `split`, in a fixed order, every host the same."""
-  ds = builder.as_dataset(split=split, shuffle_files=False,
+def records(builder, part: Part) -> tf.data.Dataset:
+  """Encoded records of `part`'s subjects, in store order (sequences in frame order), every
+  host the same."""
+  ds = builder.as_dataset(split=part.split, shuffle_files=False,
                           decoders={"image": tfds.decode.SkipDecoding()})
-  wanted = tf.constant(list(subjects))
-  return ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["subject"], wanted)))
+  wanted = tf.constant(list(part.subjects) or [""])
+  keys = ("image", "landmarks", "au_occurrence", "identity", "subject", "sequence", "frame")
+  return ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["subject"], wanted))).map(
+      lambda ex: {k: ex[k] for k in keys})
 
 
 def _host_share(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -105,33 +138,124 @@ def _labelled(ds: tf.data.Dataset, fraction: float) -> tf.data.Dataset:
   return ds.map(relabel)
 
 
+def _unlabelled(ex: dict) -> dict:
+  return {**ex, "au_occurrence": -tf.ones_like(ex["au_occurrence"])}
+
+
 def training_labels(config: ml_collections.ConfigDict, builder, splits: FoldSplits) -> np.ndarray:
   """[N, A] labels (1, 0, -1 unknown) of this host's training frames, for the AU weights."""
-  ds = _labelled(_host_share(_records(builder, splits.train_split, splits.train_subjects)),
-                 config.data.label_fraction)
+  ds = _labelled(_host_share(records(builder, splits.train)), config.data.label_fraction)
   labels = ds.map(lambda ex: ex["au_occurrence"]).batch(4096)
   return np.concatenate(list(labels.as_numpy_iterator())).astype(np.int32)
 
 
+def unit_frames(kind: str, data: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(frames per unit, record offset between them) of a stream kind."""
+  if kind == "pairs":
+    return 2, data.pair_gap
+  if kind in ("clips", "cross_identity"):
+    return data.clip_length, data.clip_stride
+  return 1, 1
+
+
+def _units(ds: tf.data.Dataset, num_frames: int, offset: int, frame_step: int) -> tf.data.Dataset:
+  """Units of `num_frames` records `offset` apart, kept only where they are frames of one
+  sequence exactly `offset * frame_step` frame numbers apart (no gap, no sequence boundary).
+
+  The store is in sequence order, so shifted copies of the stream zipped together are sliding
+  windows; nothing is decoded here, so the windows that are dropped cost nothing.
+  """
+  if num_frames == 1:
+    return ds.map(lambda ex: {k: v[None] for k, v in ex.items()})
+  copies = tuple(ds.skip(j * offset) for j in range(num_frames))
+  def stack(*frames):
+    return {k: tf.stack([f[k] for f in frames]) for k in frames[0]}
+  def contiguous(unit):
+    steps = tf.cast(tf.range(num_frames) * offset * frame_step, tf.int32)
+    return tf.logical_and(tf.reduce_all(tf.equal(unit["sequence"], unit["sequence"][0])),
+                          tf.reduce_all(tf.equal(unit["frame"] - unit["frame"][0], steps)))
+  return tf.data.Dataset.zip(copies).map(stack).filter(contiguous)
+
+
+def _shuffled_units(config, builder, splits: FoldSplits, kind: str, seed: int) -> tf.data.Dataset:
+  ds = records(builder, splits.train)
+  ds = ds.map(_unlabelled) if kind == "unlabelled" else _labelled(ds, config.data.label_fraction)
+  if kind == "labelled":
+    ds = ds.filter(lambda ex: tf.reduce_any(ex["au_occurrence"] >= 0))
+  ds = _units(ds.cache().repeat(), *unit_frames(kind, config.data), splits.frame_step)
+  return ds.shuffle(config.data.shuffle_buffer, seed=seed)
+
+
+def train_stream(config: ml_collections.ConfigDict, builder, splits: FoldSplits, kind: str,
+                 local_batch_size: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Endless shuffled, augmented training batches of this host, from `start_step`.
+
+  `kind`: `labelled` frames (label_fraction applies), `unlabelled` frames (every training frame,
+  labels hidden), frame `pairs` (t, t + pair_gap), `clips` of clip_length frames clip_stride
+  apart, or `cross_identity`: two clips of different subjects. Arrays are [B, ...] per frame,
+  [B, T, ...] for pairs and clips, [B, 2, T, ...] for cross-identity; a unit's frames share one
+  crop, flip and colour jitter.
+
+  Order and augmentation depend only on the seed, the kind and the position in the global
+  stream, so a resumed run skips the consumed units (before decoding) and sees exactly the
+  batches it would have. Every host shuffles the same encoded records and keeps every P-th unit
+  after the shuffle, so the global batch is the same whatever the number of hosts.
+  """
+  if kind not in KINDS:
+    raise UserError(f"unknown stream kind {kind!r}; known: {', '.join(KINDS)}")
+  seed = config.seed + 1000 * KINDS.index(kind)
+  num_frames, _ = unit_frames(kind, config.data)
+  decode = functools.partial(augment.decode_unit, num_frames=num_frames,
+                             frame_size=splits.frame_size, config=config.data, seed=seed)
+  augment_batch = functools.partial(augment.augment_batch, frame_size=splits.frame_size,
+                                    config=config.data)
+  if kind == "cross_identity":
+    ds = tf.data.Dataset.zip(_shuffled_units(config, builder, splits, kind, seed),
+                             _shuffled_units(config, builder, splits, kind, seed + 1))
+    ds = ds.filter(lambda a, b: tf.not_equal(a["subject"][0], b["subject"][0]))
+    process = lambda i, ab: tf.nest.map_structure(
+        lambda *x: tf.stack(x), *(_decoded(decode(2 * i + j, ab[j])) for j in (0, 1)))
+    finish = lambda batch: _unstack_pairs(augment_batch(_stack_pairs(batch)))
+  else:
+    ds = _shuffled_units(config, builder, splits, kind, seed)
+    process = lambda i, unit: _decoded(decode(i, unit))
+    finish = lambda batch: _squeezed(augment_batch(batch), num_frames == 1)
+  ds = _host_share(ds.enumerate()).skip(start_step * local_batch_size)
+  ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(local_batch_size, drop_remainder=True)
+  ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  return ds.as_numpy_iterator()
+
+
+_DECODED_KEYS = ("image", "landmarks", "au_occurrence", "frame", "identity", "top_left", "flip",
+                 "jitter")
+
+
+def _decoded(unit: dict) -> dict:
+  """What batching needs of a decoded unit (strings such as the sequence are dropped)."""
+  return {k: unit[k] for k in _DECODED_KEYS}
+
+
+def _stack_pairs(batch: dict) -> dict:
+  """[B, 2, ...] -> [2B, ...], so each clip of a cross-identity pair is a unit of its own."""
+  return {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], axis=0)) for k, v in batch.items()}
+
+
+def _unstack_pairs(batch: dict) -> dict:
+  return {k: tf.reshape(v, tf.concat([[-1, 2], tf.shape(v)[1:]], axis=0))
+          for k, v in batch.items()}
+
+
+def _squeezed(batch: dict, squeeze: bool) -> dict:
+  """Single frames drop the unit axis: [B, S, S, 3] rather than [B, 1, S, S, 3]."""
+  per_unit = ("identity", "flip", "jitter")
+  return {k: v[:, 0] if squeeze and k not in per_unit else v for k, v in batch.items()}
+
+
 def train_batches(config: ml_collections.ConfigDict, builder, splits: FoldSplits,
                   local_batch_size: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless shuffled, augmented, labelled training batches of this host, from `start_step`.
-
-  Order and augmentation depend only on the seed and the position in the global stream, so a
-  resumed run skips the consumed records (before decoding) and sees exactly the batches it would
-  have. Every host shuffles the same encoded records and keeps every P-th one after the shuffle,
-  so the global batch holds the same frames whatever the number of hosts.
-  """
-  ds = _labelled(_records(builder, splits.train_split, splits.train_subjects),
-                 config.data.label_fraction)
-  ds = ds.filter(lambda ex: tf.reduce_any(ex["au_occurrence"] >= 0))  # Labelled frames only.
-  ds = ds.cache().repeat().shuffle(config.data.shuffle_buffer, seed=config.seed)
-  ds = _host_share(ds.enumerate()).skip(start_step * local_batch_size)
-  preprocess = functools.partial(augment.train_example, frame_size=splits.frame_size,
-                                 config=config.data, seed=config.seed)
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return ds.as_numpy_iterator()
+  """Labelled training frames (the supervised stream)."""
+  return train_stream(config, builder, splits, "labelled", local_batch_size, start_step)
 
 
 def eval_batches(config: ml_collections.ConfigDict, builder, splits: FoldSplits, which: str,
@@ -140,13 +264,14 @@ def eval_batches(config: ml_collections.ConfigDict, builder, splits: FoldSplits,
 
   Each batch has `mask` (1 for real frames) so padding never enters the metrics.
   """
-  split, subjects = {"validation": (splits.train_split, splits.val_subjects),
-                     "test": (splits.test_split, splits.test_subjects)}[which]
-  preprocess = functools.partial(augment.eval_example, frame_size=splits.frame_size,
-                                 config=config.data)
-  ds = _host_share(_records(builder, split, subjects))
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
+  decode = functools.partial(augment.decode_unit, num_frames=1, frame_size=splits.frame_size,
+                             config=config.data, seed=None)
+  augment_batch = functools.partial(augment.augment_batch, frame_size=splits.frame_size,
+                                    config=config.data)
+  ds = _host_share(_units(records(builder, getattr(splits, which)), 1, 1, splits.frame_step))
+  ds = ds.map(lambda unit: _decoded(decode(0, unit)), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(local_batch_size).map(lambda batch: _squeezed(augment_batch(batch), True))
+  ds = ds.prefetch(tf.data.AUTOTUNE)
   for batch in ds.as_numpy_iterator():
     n = batch["label"].shape[0]
     pad = local_batch_size - n

@@ -23,7 +23,8 @@ def make_step_and_state(config):
   model = models.build_model(config, NUM_AUS)
   optimizer = training.make_optimizer(config)
   step = training.make_train_step(model, optimizer, training.learning_rate_schedule(config),
-                                  np.linspace(0.5, 1.5, NUM_AUS).astype(np.float32))
+                                  np.linspace(0.5, 1.5, NUM_AUS).astype(np.float32),
+                                  config.data.image_size)
   size = config.data.image_size
   state = training.init_train_state(model, optimizer, (size, size, 3), config.seed)
   return step, state
@@ -35,7 +36,10 @@ def batches(config, n):
   for _ in range(n):
     labels = rng.integers(0, 2, (b, NUM_AUS)).astype(np.int32)
     labels[rng.random((b, NUM_AUS)) < 0.2] = -1  # Unknown labels must be masked.
-    yield {"image": rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8), "label": labels}
+    jitter = np.stack([rng.uniform(-20, 20, b), rng.uniform(0.8, 1.2, b),
+                       rng.uniform(0.8, 1.2, b)], axis=1).astype(np.float32)
+    yield {"image": rng.integers(0, 256, (b, s + 8, s + 8, 3), dtype=np.uint8), "label": labels,
+           "flip": rng.random(b) < 0.5, "jitter": jitter}
 
 
 def run_sharded(config, num_devices, num_steps=3):

@@ -48,12 +48,15 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
   state = parallel.replicate(state, mesh)
   schedule = training.learning_rate_schedule(config)
   step = parallel.shard_step(
-      training.make_train_step(model, optimizer, schedule, jnp.ones(num_aus)), mesh)
+      training.make_train_step(model, optimizer, schedule, jnp.ones(num_aus), size), mesh)
   rng = np.random.default_rng(config.seed)
   b = config.global_batch_size
+  # Crops of the input size, as in the real-data protocol (crop 224 of 256, no resize).
   batch = parallel.to_global_batch({
       "image": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
-      "label": rng.integers(0, 2, (b, num_aus), dtype=np.int32)}, mesh)
+      "flip": np.arange(b) % 2 == 0,
+      "label": rng.integers(0, 2, (b, num_aus), dtype=np.int32),
+      "jitter": np.tile(np.float32([10.0, 1.1, 0.9]), (b, 1))}, mesh)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()

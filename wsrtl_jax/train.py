@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data_pipeline import input_pipeline
+from data_pipeline import augment, input_pipeline
 from wsrtl_jax import checkpointing, evaluation, losses, models, parallel, plots, training
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.logging_utils import MetricsLog, Progress
@@ -72,8 +72,8 @@ def _au_weights(labels: np.ndarray) -> np.ndarray:
 def evaluate_split(predict, state, config, builder, splits, which: str, mesh) -> dict:
   """AU metrics of `state` on the whole `which` split, gathered from every host."""
   local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
-  size = config.data.image_size
-  padding = {"image": np.zeros((local, size, size, 3), np.uint8),
+  crop = augment.crop_size(splits.frame_size, config.data)
+  padding = {"image": np.zeros((local, crop, crop, 3), np.uint8),
              "label": np.zeros((local, len(splits.aus)), np.int32),
              "mask": np.zeros((local,), np.int32)}
   probs, labels = [], []
@@ -115,8 +115,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
       input_pipeline.training_labels(config, builder, splits)))
   schedule = training.learning_rate_schedule(config)
   train_step = parallel.shard_step(
-      training.make_train_step(model, optimizer, schedule, au_weights), mesh)
-  predict = training.make_predict_fn(model)
+      training.make_train_step(model, optimizer, schedule, au_weights, config.data.image_size),
+      mesh)
+  predict = training.make_predict_fn(model, config.data.image_size)
 
   manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
   start = manager.latest_step() or 0
@@ -126,7 +127,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
   val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
   batches = parallel.prefetch_to_mesh(
-      input_pipeline.train_batches(config, builder, splits, local_batch, start_step=start),
+      ({k: b[k] for k in ("image", "flip", "jitter", "label")} for b in input_pipeline.train_batches(
+          config, builder, splits, local_batch, start_step=start)),
       mesh, config.data.prefetch_to_device)
 
   total = config.num_train_steps
@@ -186,7 +188,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
     raise UserError(f"no checkpoint for step {chosen} in '{workdir}/checkpoints'; "
                     f"kept: {list(manager.all_steps())}")
   state = checkpointing.restore(manager, chosen, state)
-  result = evaluate_split(training.make_predict_fn(model), state, config, builder, splits,
+  result = evaluate_split(training.make_predict_fn(model, config.data.image_size), state, config, builder, splits,
                           which, mesh)
   result.update(step=int(chosen), split=which, dataset=config.data.name, fold=config.data.fold)
   if jax.process_index() == 0:

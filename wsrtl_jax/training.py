@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from wsrtl_jax import losses, models
+from wsrtl_jax import image_ops, losses, models
 from wsrtl_jax.parallel import AXIS
 
 
@@ -61,8 +61,11 @@ def create(config: ml_collections.ConfigDict, num_aus: int
 
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, au_weights: jnp.ndarray) -> Callable:
-  """Per-device step over its shard of the batch; reduces over the mesh axis `data`.
+                    schedule: optax.Schedule, au_weights: jnp.ndarray,
+                    image_size: int) -> Callable:
+  """Per-device step over its shard of the batch; reduces over the mesh axis `data`. The batch
+holds the host's uint8 crops `image`, their `flip` and colour `jitter` (finished here into
+`image_size` inputs, see image_ops.finish_images) and `label`.
 
   The loss is the global mean over known labels: each device divides its sum by the global count,
   so summing gradients over devices gives exactly the gradient of the whole batch, whatever the
@@ -70,9 +73,11 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
   """
 
   def train_step(state: TrainState, batch: dict[str, jnp.ndarray]):
+    images = image_ops.finish_images(batch["image"], batch["flip"], batch["jitter"], image_size)
+
     def loss_fn(params):
       logits, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                     batch["image"], train=True, mutable=["batch_stats"])
+                                     images, train=True, mutable=["batch_stats"])
       loss_sum, count = losses.weighted_bce_sum(logits, batch["label"], au_weights)
       global_count = jax.lax.psum(count, AXIS)
       return loss_sum / jnp.maximum(global_count, 1.0), new_vars["batch_stats"]
@@ -91,11 +96,15 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
   return train_step
 
 
-def make_predict_fn(model: nn.Module) -> Callable:
-  """Jitted AU probabilities for a batch sharded over `data` (BatchNorm in inference mode)."""
+def make_predict_fn(model: nn.Module, image_size: int) -> Callable:
+  """Jitted AU probabilities for the host's centre crops, sharded over `data` (BatchNorm in
+  inference mode)."""
 
   @jax.jit
   def predict(state: TrainState, images: jnp.ndarray) -> jnp.ndarray:
+    b = images.shape[0]
+    images = image_ops.finish_images(images, jnp.zeros(b, bool),
+                                     jnp.tile(jnp.array([0.0, 1.0, 1.0]), (b, 1)), image_size)
     logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
                          train=False)
     return jax.nn.sigmoid(logits)

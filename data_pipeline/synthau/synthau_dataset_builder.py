@@ -28,8 +28,9 @@ def part_of_subject(subject_index: int) -> int:
 class Synthau(tfds.core.GeneratorBasedBuilder):
   """SynthAU: procedural face videos with known AU intensities, landmarks and identities."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "Records in sequence order, so pairs and clips can be cut."}
   BUILDER_CONFIGS = [
       SynthAUConfig(name="small", description="600 subjects x 2 clips x 16 frames at 128 px."),
       SynthAUConfig(name="tiny", description="For tests: 9 subjects x 2 clips x 8 frames, 64 px.",
@@ -53,7 +54,9 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
             "frame": np.int32,
         }),
         supervised_keys=None,
-        metadata=tfds.core.MetadataDict(aus=list(generator.AUS), landmarks_approximate=False),
+        disable_shuffling=True,
+        metadata=tfds.core.MetadataDict(aus=list(generator.AUS), landmarks_approximate=False,
+                                        frame_step=1),
     )
 
   def _split_generators(self, dl_manager):
