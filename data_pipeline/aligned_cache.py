@@ -101,6 +101,10 @@ def _encode(image: np.ndarray) -> bytes:
   return buf.tobytes()
 
 
+def _warn(message: str) -> None:
+  print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class _Tracker:
   """Tracks the main face over frames handed in one at a time (track_main_face pulls them)."""
 
@@ -118,7 +122,7 @@ class _Tracker:
 
 
 def align_sequence(seq: raw_sources.SequenceSource, num_aus: int, image_size: int,
-                   enlarge: float, warn: Callable[[str], None]) -> AlignedSequence:
+                   enlarge: float) -> AlignedSequence:
   """Decodes, aligns and encodes every frame of `seq`, one frame in memory at a time.
 
   Landmarks come from the source; a frame without them borrows a near frame's; the rest are
@@ -132,7 +136,7 @@ def align_sequence(seq: raw_sources.SequenceSource, num_aus: int, image_size: in
   for (frame, image, problem), points in zip(raw_sources.read_images(seq),
                                              _borrowed_landmarks(seq.frames)):
     if problem is not None:
-      warn(f"{problem.path}: {problem.message}")
+      _warn(f"{problem.path}: {problem.message}")
       reason = problem.reason
     if image is None:
       skipped[reason] += 1
@@ -165,14 +169,14 @@ def align_sequence(seq: raw_sources.SequenceSource, num_aus: int, image_size: in
 
 def prepare(index: raw_sources.SourceIndex, directory: str, image_size: int, enlarge: float,
             progress: Callable[[int, int, str], None] | None = None) -> list[str]:
-  """Aligns every sequence of `index` not yet in `directory`; returns the files of all of them."""
+  """Aligns and writes every sequence of `index` not yet in `directory` (OpenCV spreads its
+  decoding and warping over the cores itself); returns the files of all of them."""
   os.makedirs(directory, exist_ok=True)
-  warn = lambda message: print(f"warning: {message}", file=sys.stderr, flush=True)
   paths = []
   for i, seq in enumerate(index.sequences):
     path = os.path.join(directory, _file_name(seq.sequence))
     if not os.path.exists(path):
-      save(align_sequence(seq, len(index.aus), image_size, enlarge, warn), path)
+      save(align_sequence(seq, len(index.aus), image_size, enlarge), path)
     paths.append(path)
     if progress:
       progress(i + 1, len(index.sequences), seq.sequence)
