@@ -21,3 +21,20 @@ def test_bench_without_tensorflow():
   assert line["step_ms"] > 0 and line["compile_s"] > 0
   assert line["flops_per_image"] > 1e6
   assert line["mfu"] is None  # No known peak for CPU.
+
+
+def test_bench_peer_times_the_same_step_in_pytorch():
+  """Runs where PyTorch is installed (it is not a dependency of the project)."""
+  import pytest
+  pytest.importorskip("torch")
+  overrides = [f"--config.{k}={v}" for k, v in TINY_OVERRIDES.items()]
+  result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--peer", "--config",
+                    "configs/synthau_supervised.py", "--steps", "2", *overrides])
+  assert result.returncode == 0, result.stderr[-3000:]
+  jax_line, peer, ratio = (json.loads(l) for l in result.stdout.strip().splitlines()[-3:])
+  assert peer["framework"].startswith("pytorch")
+  for key in ("backbone", "image_size", "dtype"):
+    assert peer[key] == jax_line[key]
+  assert peer["per_device_batch"] == jax_line["per_device_batch"] * jax_line["devices"]
+  assert ratio["jax_over_pytorch"] == pytest.approx(
+      jax_line["images_per_sec"] / peer["images_per_sec"], rel=0.01)

@@ -1,6 +1,10 @@
 """Times the compiled, sharded train step on synthetic device batches (no TensorFlow here)."""
 from __future__ import annotations
 
+import json
+import pathlib
+import subprocess
+import sys
 import time
 
 import jax
@@ -10,6 +14,7 @@ import numpy as np
 
 from data_pipeline.au_sets import aus_of
 from wsrtl_jax import parallel, training
+from wsrtl_jax.errors import UserError
 
 # Dense peak FLOP/s per device for the compute dtype (bfloat16; float32 uses TF32 on NVIDIA).
 PEAK_FLOPS = {
@@ -84,3 +89,16 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
       "compile_s": round(compile_s, 2), "flops_per_image": flops_per_image,
       "mfu": round(flops_per_image * per_device / peak, 4) if peak else None,
   }
+
+
+def pytorch_peer(config_file: str, overrides: dict[str, str], steps: int) -> dict:
+  """Runs `benchmarks/torch_peer.py` (the same supervised step in PyTorch) in its own process,
+  so the two frameworks never share a device, and returns its JSON line."""
+  script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "torch_peer.py"
+  args = [sys.executable, str(script), "--config", config_file, "--steps", str(steps)]
+  args += [f"--config.{k}={v}" for k, v in overrides.items()]
+  done = subprocess.run(args, capture_output=True, text=True)
+  if done.returncode != 0:
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    raise UserError(f"the PyTorch peer failed ({last}); it needs `pip install torch`")
+  return json.loads(done.stdout.strip().splitlines()[-1])

@@ -26,6 +26,7 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
   evaluate  --workdir DIR [--split test|validation] [--step N]     re-evaluate a trained run
   bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
             [--input]                                               or the input streams (frames/s)
+            [--peer]                                                and the PyTorch peer's step, same shapes
   compare   DIR_A DIR_B                                             losses and parameters of two runs
 """
 
@@ -59,6 +60,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser.add_argument("--step", type=int)
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--input", action="store_true")
+  parser.add_argument("--peer", action="store_true")
   parser.add_argument("--dataset")
   parser.add_argument("--manual_dir")
   parser.add_argument("--data_dir")
@@ -128,7 +130,13 @@ def run(argv: list[str]) -> None:
       print(json.dumps(record), flush=True)
   elif args.command == "bench":
     from wsrtl_jax import bench
-    print(json.dumps(bench.benchmark(_config(args, overrides), steps=args.steps)), flush=True)
+    result = bench.benchmark(_config(args, overrides), steps=args.steps)
+    print(json.dumps(result), flush=True)
+    if args.peer:
+      peer = bench.pytorch_peer(args.config, overrides, args.steps)
+      print(json.dumps(peer), flush=True)
+      print(json.dumps({"jax_over_pytorch": round(result["images_per_sec"]
+                                                  / peer["images_per_sec"], 3)}), flush=True)
   elif args.command == "compare":
     if len(args.dirs) != 2:
       raise UserError("compare needs two workdirs: compare DIR_A DIR_B")
