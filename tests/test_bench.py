@@ -38,3 +38,20 @@ def test_bench_peer_times_the_same_step_in_pytorch():
   assert peer["per_device_batch"] == jax_line["per_device_batch"] * jax_line["devices"]
   assert ratio["jax_over_pytorch"] == pytest.approx(
       jax_line["images_per_sec"] / peer["images_per_sec"], rel=0.01)
+
+
+def test_bench_sweep_and_profile(tmp_path):
+  overrides = [f"--config.{k}={v}" for k, v in TINY_OVERRIDES.items()]
+  result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--sweep", "--config",
+                    "configs/synthau_supervised.py", "--steps", "1", *overrides])
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = [json.loads(l) for l in result.stdout.splitlines() if l.startswith("{")]
+  assert [(r["dtype"], r["per_device_batch"]) for r in lines] == [
+      (d, b) for d in ("float32", "bfloat16") for b in (8, 16, 32, 64)]
+  table = [l for l in result.stdout.splitlines() if l.startswith("| resnet18")]
+  assert len(table) == 8
+  trace = tmp_path / "trace"
+  result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--profile", str(trace),
+                    "--config", "configs/synthau_supervised.py", "--steps", "2", *overrides])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert list(trace.rglob("*.xplane.pb"))

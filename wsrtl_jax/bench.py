@@ -1,6 +1,7 @@
 """Times the compiled, sharded train step on synthetic device batches (no TensorFlow here)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import subprocess
@@ -44,8 +45,10 @@ def _flops(compiled) -> float:
   return float(analysis.get("flops", 0.0))
 
 
-def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3) -> dict:
-  """Compiles the train step once, then times `steps` steps on a fixed synthetic batch."""
+def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3,
+              profile_dir: str | None = None) -> dict:
+  """Compiles the train step once, then times `steps` steps on a fixed synthetic batch (traced
+  for the profiler into `profile_dir` if given)."""
   mesh = parallel.make_mesh(config.num_devices)
   num_aus = len(aus_of(config.data.name))
   size = config.data.image_size
@@ -72,11 +75,13 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
   for _ in range(warmup):
     state, metrics = compiled(state, batch)
   jax.block_until_ready(metrics)
-  t0 = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready((state, metrics))
-  step_s = (time.perf_counter() - t0) / steps
+  with jax.profiler.trace(profile_dir) if profile_dir else contextlib.nullcontext():
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    step_s = (time.perf_counter() - t0) / steps
+  memory = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
 
   images_per_sec = b / step_s
   peak = peak_flops(jax.devices()[0], config.model.dtype)
@@ -88,7 +93,38 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
       "images_per_sec_per_device": round(per_device, 2), "step_ms": round(1e3 * step_s, 3),
       "compile_s": round(compile_s, 2), "flops_per_image": flops_per_image,
       "mfu": round(flops_per_image * per_device / peak, 4) if peak else None,
+      "peak_memory_bytes": memory,  # None where the backend does not report it (CPU).
   }
+
+
+SWEEP_BATCHES = (8, 16, 32, 64)
+SWEEP_DTYPES = ("float32", "bfloat16")
+
+
+def sweep(config: ml_collections.ConfigDict, steps: int) -> list[dict]:
+  """`benchmark` over per-device batch sizes and compute dtypes (one compile each)."""
+  devices = parallel.make_mesh(config.num_devices).size
+  results = []
+  for dtype in SWEEP_DTYPES:
+    for per_device in SWEEP_BATCHES:
+      c = config.copy_and_resolve_references()
+      c.model.dtype, c.global_batch_size = dtype, per_device * devices
+      results.append(benchmark(c, steps=steps))
+      print(json.dumps(results[-1]), flush=True)
+  return results
+
+
+def markdown_table(results: list[dict]) -> str:
+  """The sweep as the table docs/PERFORMANCE.md shows."""
+  lines = ["| backbone | size | dtype | devices | batch/device | img/s | img/s/device | step ms | "
+           "GFLOP/img | MFU |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in results:
+    mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
+    lines.append(f"| {r['backbone']} | {r['image_size']} | {r['dtype']} | {r['devices']} | "
+                 f"{r['per_device_batch']} | {r['images_per_sec']:.1f} | "
+                 f"{r['images_per_sec_per_device']:.1f} | {r['step_ms']:.1f} | "
+                 f"{r['flops_per_image'] / 1e9:.2f} | {mfu} |")
+  return "\n".join(lines)
 
 
 def pytorch_peer(config_file: str, overrides: dict[str, str], steps: int) -> dict:

@@ -27,6 +27,7 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
   bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
             [--input]                                               or the input streams (frames/s)
             [--peer]                                                and the PyTorch peer's step, same shapes
+            [--sweep] [--profile DIR]                               batch sizes x dtypes; a profiler trace
   compare   DIR_A DIR_B                                             losses and parameters of two runs
 """
 
@@ -61,6 +62,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--input", action="store_true")
   parser.add_argument("--peer", action="store_true")
+  parser.add_argument("--sweep", action="store_true")
+  parser.add_argument("--profile")
   parser.add_argument("--dataset")
   parser.add_argument("--manual_dir")
   parser.add_argument("--data_dir")
@@ -128,9 +131,13 @@ def run(argv: list[str]) -> None:
     from wsrtl_jax import input_bench
     for record in input_bench.benchmark_input(_config(args, overrides)):
       print(json.dumps(record), flush=True)
+  elif args.command == "bench" and args.sweep:
+    from wsrtl_jax import bench
+    print(bench.markdown_table(bench.sweep(_config(args, overrides), steps=args.steps)),
+          flush=True)
   elif args.command == "bench":
     from wsrtl_jax import bench
-    result = bench.benchmark(_config(args, overrides), steps=args.steps)
+    result = bench.benchmark(_config(args, overrides), steps=args.steps, profile_dir=args.profile)
     print(json.dumps(result), flush=True)
     if args.peer:
       peer = bench.pytorch_peer(args.config, overrides, args.steps)
