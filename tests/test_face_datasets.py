@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 from data_pipeline import input_pipeline
 from tests import raw_fixtures
 from tests.helpers import run_cli, tiny_config
-from wsrtl_jax import prepare
+from data_pipeline import prepare
 from wsrtl_jax.errors import UserError
 
 

@@ -113,7 +113,7 @@ def run(argv: list[str]) -> None:
   if args.command == "prepare":
     if not args.dataset:
       raise UserError("prepare needs --dataset NAME (bp4d, disfa, gft, face_videos, synthau)")
-    from wsrtl_jax import prepare
+    from data_pipeline import prepare
     summary = prepare.prepare(args.dataset, args.manual_dir, args.data_dir)
     print(prepare.format_summary(summary), flush=True)
   elif args.command == "train":
@@ -128,7 +128,7 @@ def run(argv: list[str]) -> None:
     from wsrtl_jax import train
     train.evaluate_checkpoint(config, workdir, args.split, step=args.step)
   elif args.command == "bench" and args.input:
-    from wsrtl_jax import input_bench
+    from data_pipeline import input_bench
     for record in input_bench.benchmark_input(_config(args, overrides)):
       print(json.dumps(record), flush=True)
   elif args.command == "bench" and args.sweep:
