@@ -7,6 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import input_pipeline
+from data_pipeline.au_sets import AU_SETS
 from tests import raw_fixtures
 from tests.helpers import run_cli, tiny_config
 from data_pipeline import prepare
@@ -71,7 +72,7 @@ def test_bp4d_summary_counts(bp4d):
   readable = _readable(truth)
   assert summary["subjects"] == 6 and summary["sequences"] == 7
   assert summary["frames"] == len(readable) == 32
-  assert summary["positives_per_au"] == _positives(readable, summary_aus("bp4d"))
+  assert summary["positives_per_au"] == _positives(readable, AU_SETS["bp4d"])
   assert summary["unknown_per_au"]["AU2"] == 1 and summary["unknown_per_au"]["AU23"] == 5
   # Empty, all-zero and unparsable landmark rows borrow a neighbour's; M011 has no landmarks file.
   assert summary["frames_without_landmarks"] == {"neighbour": 3, "detected": 4}
@@ -81,18 +82,13 @@ def test_bp4d_summary_counts(bp4d):
   assert any("M007_T1.csv" in p and "52x" in p for p in summary["problems"])
 
 
-def summary_aus(name):
-  from data_pipeline.au_sets import AU_SETS
-  return AU_SETS[name]
-
-
 def test_disfa_video_and_frame_folders(tmp_path):
   truth = raw_fixtures.write_disfa_raw(str(tmp_path / "disfa"))
   data_dir = str(tmp_path / "store")
   summary = prepare.prepare("disfa/fold1", truth.root, data_dir)
   readable = _readable(truth)
   assert summary["frames"] == len(readable) == 5 * 8 + 5 - 8
-  assert summary["positives_per_au"] == _positives(readable, summary_aus("disfa"))
+  assert summary["positives_per_au"] == _positives(readable, AU_SETS["disfa"])
   assert summary["frames_skipped"] == {"frame missing from video": 3, "missing video": 8,
                                        "unreadable video": 8}
   records = _store("disfa/fold1", data_dir, "train") + _store("disfa/fold1", data_dir, "validation")
@@ -116,7 +112,7 @@ def test_lists_and_csv_layouts(tmp_path):
   assert summary["frames"] == len(_readable(gft)) == 23
   assert summary["splits"]["gft/official"] == {"test": 8, "train": 7, "validation": 8}
   assert summary["frames_skipped"] == {"bad row": 1, "missing image": 1}
-  assert summary["positives_per_au"] == _positives(_readable(gft), summary_aus("gft"))
+  assert summary["positives_per_au"] == _positives(_readable(gft), AU_SETS["gft"])
 
 
 def test_face_videos_stream_pairs_and_clips(tmp_path):
