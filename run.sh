@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ./run.sh        install what is missing, train the main job on SynthAU, print the per-AU table
+# ./run.sh        install what is missing, train the supervised baseline and WSRTL on SynthAU with
+#                 10% of the training frames labelled, print their per-AU tables side by side
 # ./run.sh test   install what is missing, run the test suite
 # PYTHON=python3.12 ./run.sh ...  builds the project-local virtual environment with that Python.
 set -euo pipefail
@@ -25,8 +26,14 @@ case "${1:-}" in
     exec "$VENV/bin/python" -m pytest -q tests "$@"
     ;;
   "")
-    exec "$VENV/bin/python" -m wsrtl_jax train --config configs/synthau_supervised.py \
-      --workdir "${WORKDIR:-workdirs/synthau_supervised}"
+    out="${WORKDIR:-workdirs}"
+    "$VENV/bin/python" -m wsrtl_jax train --config configs/synthau_wsrtl.py \
+      --config.method=supervised --config.model.name=au_detector --workdir "$out/supervised_10pct"
+    "$VENV/bin/python" -m wsrtl_jax train --config configs/synthau_wsrtl.py \
+      --workdir "$out/wsrtl_10pct"
+    echo
+    echo "SynthAU fold 1 test split, 10% of the training frames labelled, same steps and seed:"
+    exec "$VENV/bin/python" -m wsrtl_jax report "$out/supervised_10pct" "$out/wsrtl_10pct"
     ;;
   *)
     echo "usage: ./run.sh [test]" >&2

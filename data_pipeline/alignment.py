@@ -10,6 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from data_pipeline.au_sets import CENTRE_AUS
 from data_pipeline.landmarks import NUM_LANDMARKS
 
 # Mean face in a normalised frame: eye centres level, the 68 points' bounding box centred at
@@ -138,7 +139,7 @@ _CENTRE_RULES = {
     14: ((48, 54), 0.0), 15: ((48, 54), 0.0), 17: ((56, 58), 1 / 2), 23: ((51, 57), 0.0),
     24: ((51, 57), 0.0), 25: ((51, 57), 0.0), 26: ((56, 58), 1 / 2),
 }
-CENTRE_AUS = tuple(sorted(_CENTRE_RULES))
+assert tuple(sorted(_CENTRE_RULES)) == CENTRE_AUS
 
 
 def au_centre_operands(aus: Sequence[int] = CENTRE_AUS) -> tuple[np.ndarray, np.ndarray]:

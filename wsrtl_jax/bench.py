@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from data_pipeline.au_sets import aus_of
-from wsrtl_jax import parallel, training
+from jax.sharding import PartitionSpec as P
+
+from data_pipeline.au_sets import CENTRE_AUS, aus_of
+from wsrtl_jax import image_ops, methods, parallel, training, wsrtl_training
 from wsrtl_jax.errors import UserError
 
 # Dense peak FLOP/s per device for the compute dtype (bfloat16; float32 uses TF32 on NVIDIA).
@@ -45,10 +47,62 @@ def _flops(compiled) -> float:
   return float(analysis.get("flops", 0.0))
 
 
+def _synthetic_frames(rng: np.random.Generator, shape: tuple[int, ...], size: int) -> dict:
+  """Random uint8 crops `shape` + [size, size, 3] with a flip, a colour jitter, AU centres and
+  landmarks inside the image, as the pipeline ships them (crop 224 of 256, no resize)."""
+  b = shape[0]
+  return {"image": rng.integers(0, 256, (*shape, size, size, 3), dtype=np.uint8),
+          "flip": np.arange(b) % 2 == 0,
+          "jitter": np.tile(np.float32([10.0, 1.1, 0.9]), (b, 1)),
+          "au_centres": rng.uniform(0.2, 0.8, (*shape, len(CENTRE_AUS), 2, 2)).astype(
+              np.float32) * size,
+          "landmarks": rng.uniform(0.2, 0.8, (*shape, 68, 2)).astype(np.float32) * size}
+
+
+def synthetic_batch(config: ml_collections.ConfigDict, num_aus: int, seed: int = 0) -> dict:
+  """A host batch of the shapes `config.method`'s step consumes."""
+  rng = np.random.default_rng(seed)
+  size, b = config.data.image_size, config.global_batch_size
+  labelled = _synthetic_frames(rng, (b,), size)
+  labelled["label"] = rng.integers(0, 2, (b, num_aus), dtype=np.int32)
+  if not methods.is_wsrtl(config):
+    return labelled
+  return {"labelled": labelled,
+          "pairs": _synthetic_frames(rng, (config.wsrtl.pairs_batch_size, 2), size)}
+
+
+def _time(fn, args, steps: int, warmup: int) -> float:
+  """Seconds per call of compiled `fn(*args)`, after `warmup` calls."""
+  for _ in range(warmup):
+    out = fn(*args)
+  jax.block_until_ready(out)
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    out = fn(*args)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - t0) / steps
+
+
+def flow_target_seconds(config: ml_collections.ConfigDict, pairs: dict, mesh, steps: int,
+                        warmup: int) -> float:
+  """Seconds per batch of the WSRTL flow targets alone (finishing the pairs and TV-L1), on the
+  same devices and shards as the step."""
+  size = config.data.image_size
+
+  def targets(p):
+    frames = image_ops.finish_images(p["image"], p["flip"], p["jitter"], size)
+    return wsrtl_training.flow_target(frames, 4, config.wsrtl.flow)
+
+  fn = jax.jit(jax.shard_map(targets, mesh=mesh, in_specs=P(parallel.AXIS),
+                             out_specs=P(parallel.AXIS)))
+  return _time(fn, (pairs,), steps, warmup)
+
+
 def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3,
               profile_dir: str | None = None) -> dict:
-  """Compiles the train step once, then times `steps` steps on a fixed synthetic batch (traced
-  for the profiler into `profile_dir` if given)."""
+  """Compiles the train step of `config.method` once, then times `steps` steps on a fixed
+  synthetic batch (traced for the profiler into `profile_dir` if given). For WSRTL it also
+  times the flow targets alone and reports their share of the step."""
   mesh = parallel.make_mesh(config.num_devices)
   num_aus = len(aus_of(config.data.name))
   size = config.data.image_size
@@ -56,21 +110,15 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
   state = parallel.replicate(state, mesh)
   schedule = training.learning_rate_schedule(config)
   step = parallel.shard_step(
-      training.make_train_step(model, optimizer, schedule, jnp.ones(num_aus), size), mesh)
-  rng = np.random.default_rng(config.seed)
-  b = config.global_batch_size
-  # Crops of the input size, as in the real-data protocol (crop 224 of 256, no resize).
-  batch = parallel.to_global_batch({
-      "image": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
-      "flip": np.arange(b) % 2 == 0,
-      "label": rng.integers(0, 2, (b, num_aus), dtype=np.int32),
-      "jitter": np.tile(np.float32([10.0, 1.1, 0.9]), (b, 1))}, mesh)
+      methods.make_step(config, model, optimizer, schedule, jnp.ones(num_aus)), mesh)
+  batch = parallel.to_global_batch(synthetic_batch(config, num_aus, config.seed), mesh)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  per_device_batch = b // mesh.size
-  flops_per_image = _flops(compiled) / per_device_batch  # cost_analysis is per device.
+  images = methods.images_per_step(config)
+  per_device_images = images // mesh.size
+  flops_per_image = _flops(compiled) / per_device_images  # cost_analysis is per device.
 
   for _ in range(warmup):
     state, metrics = compiled(state, batch)
@@ -83,18 +131,23 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
     step_s = (time.perf_counter() - t0) / steps
   memory = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
 
-  images_per_sec = b / step_s
+  images_per_sec = images / step_s
   peak = peak_flops(jax.devices()[0], config.model.dtype)
   per_device = images_per_sec / mesh.size
-  return {
+  result = {
+      "method": config.get("method", "supervised"),
       "backbone": config.model.backbone, "image_size": size, "dtype": config.model.dtype,
       "device_kind": jax.devices()[0].device_kind, "devices": mesh.size,
-      "per_device_batch": per_device_batch, "images_per_sec": round(images_per_sec, 2),
+      "per_device_batch": per_device_images, "images_per_sec": round(images_per_sec, 2),
       "images_per_sec_per_device": round(per_device, 2), "step_ms": round(1e3 * step_s, 3),
       "compile_s": round(compile_s, 2), "flops_per_image": flops_per_image,
       "mfu": round(flops_per_image * per_device / peak, 4) if peak else None,
       "peak_memory_bytes": memory,  # None where the backend does not report it (CPU).
   }
+  if methods.is_wsrtl(config) and config.wsrtl.flow.weight > 0:
+    flow_s = flow_target_seconds(config, batch["pairs"], mesh, steps, warmup)
+    result.update(flow_target_ms=round(1e3 * flow_s, 3), flow_share=round(flow_s / step_s, 4))
+  return result
 
 
 SWEEP_BATCHES = (8, 16, 32, 64)

@@ -1,4 +1,4 @@
-"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,bench,compare} ...`.
+"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,bench,compare,report} ...`.
 
 Heavy imports (TensorFlow, the data path) happen inside the commands that need them, so `bench`
 runs where TensorFlow is not installed.
@@ -29,6 +29,7 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
             [--peer]                                                and the PyTorch peer's step, same shapes
             [--sweep] [--profile DIR]                               batch sizes x dtypes; a profiler trace
   compare   DIR_A DIR_B                                             losses and parameters of two runs
+  report    DIR [DIR ...] [--markdown]                              test results of runs side by side
 """
 
 
@@ -53,8 +54,10 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
       rest.append(arg)
     i += 1
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
-  parser.add_argument("command", choices=["prepare", "train", "evaluate", "bench", "compare"])
-  parser.add_argument("dirs", nargs="*", help="the two workdirs of `compare`")
+  parser.add_argument("command", choices=["prepare", "train", "evaluate", "bench", "compare",
+                                              "report"])
+  parser.add_argument("dirs", nargs="*", help="the workdirs of `compare` and `report`")
+  parser.add_argument("--markdown", action="store_true")
   parser.add_argument("--config")
   parser.add_argument("--workdir")
   parser.add_argument("--split", default="test", choices=["test", "validation"])
@@ -149,6 +152,13 @@ def run(argv: list[str]) -> None:
       raise UserError("compare needs two workdirs: compare DIR_A DIR_B")
     from wsrtl_jax import compare
     print(json.dumps(compare.compare_runs(*args.dirs)), flush=True)
+  elif args.command == "report":
+    if not args.dirs:
+      raise UserError("report needs one or more workdirs: report DIR [DIR ...]")
+    from wsrtl_jax import report
+    results = report.load_results(args.dirs)
+    print(report.markdown_report(results) if args.markdown else report.format_report(results),
+          flush=True)
 
 
 def main() -> None:

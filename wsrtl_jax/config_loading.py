@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import sys
 from typing import Any
 
 import ml_collections
@@ -21,10 +22,15 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     raise ConfigError(f"config file '{path}' does not exist")
   spec = importlib.util.spec_from_file_location("_wsrtl_config", path)
   module = importlib.util.module_from_spec(spec)
+  # A config may build on another (`from configs import synthau_supervised`) wherever it is run.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+  sys.path.insert(0, root)
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # A user's file: report it in one line.
     raise ConfigError(f"config file '{path}' failed to load: {type(e).__name__}: {e}") from e
+  finally:
+    sys.path.remove(root)
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file '{path}' has no get_config() function")
   return module.get_config()

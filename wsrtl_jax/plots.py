@@ -22,7 +22,14 @@ def plot_training_curves(workdir: str) -> str:
   panels = [(rows, "loss", "training loss"), (rows, "learning_rate", "learning rate"),
             (val, "val_avg_f1", "validation average F1")]
   for ax, (data, key, title) in zip(axes, panels):
-    ax.plot([r["step"] for r in data], [r[key] for r in data], marker="o" if data is val else None)
+    ax.plot([r["step"] for r in data], [r[key] for r in data], marker="o" if data is val else None,
+            label=key)
+    if key == "loss":  # A method's loss terms (loss_au, loss_flow, ...) beside the total.
+      for term in sorted({k for r in data for k in r if k.startswith("loss_")}):
+        ax.plot([r["step"] for r in data if term in r], [r[term] for r in data if term in r],
+                label=term, lw=0.8)
+      if len(ax.get_lines()) > 1:
+        ax.legend(fontsize=7)
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -50,6 +57,52 @@ def plot_per_au_f1(result: dict, path: str) -> str:
   ax.set_title(f"{result['dataset']} fold {result['fold']}, {result['split']} split, "
                f"step {result['step']}")
   ax.legend(loc="upper left", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def flow_to_rgb(flow, max_magnitude: float | None = None):
+  """Flow [..., H, W, 2] -> RGB [..., H, W, 3] in [0, 1] on the usual colour wheel: hue is the
+  direction, saturation the magnitude relative to `max_magnitude` (default: the largest)."""
+  import numpy as np
+  from matplotlib.colors import hsv_to_rgb
+  flow = np.asarray(flow, np.float32)
+  magnitude = np.hypot(flow[..., 0], flow[..., 1])
+  scale = max_magnitude or max(float(magnitude.max()), 1e-6)
+  hue = (np.arctan2(-flow[..., 1], -flow[..., 0]) / np.pi + 1.0) / 2.0
+  hsv = np.stack([hue, np.clip(magnitude / scale, 0, 1), np.ones_like(hue)], axis=-1)
+  return hsv_to_rgb(hsv)
+
+
+def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:
+  """One row per frame: intact input, masked input, reconstruction, target flow and predicted
+  flow (same colour scale per row, its maximum in pixels in the row's label)."""
+  import numpy as np
+  plt = _pyplot()
+  rows = len(samples["input"])
+  columns = [("input", "input"), ("masked", "masked AU regions"),
+             ("reconstruction", "reconstruction"), ("target_flow", "target flow (TV-L1)"),
+             ("predicted_flow", "predicted flow (1 frame)")]
+  fig, axes = plt.subplots(rows, len(columns), figsize=(2.2 * len(columns), 2.2 * rows),
+                           squeeze=False)
+  for r in range(rows):
+    target = np.asarray(samples["target_flow"][r])
+    scale = max(float(np.hypot(target[..., 0], target[..., 1]).max()), 0.1)
+    for c, (key, name) in enumerate(columns):
+      image = np.asarray(samples[key][r])
+      shown = flow_to_rgb(image, scale) if key.endswith("flow") else image.astype(np.uint8)
+      ax = axes[r, c]
+      ax.imshow(shown, interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if r == 0:
+        ax.set_title(name, fontsize=9)
+      if c == 0:
+        ax.set_ylabel(f"flow max {scale:.2f} px", fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -1,6 +1,7 @@
 """`train_and_evaluate(config, workdir)`: the supervised training loop, resumable exactly."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -12,7 +13,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data_pipeline import augment, input_pipeline
-from wsrtl_jax import checkpointing, evaluation, losses, models, parallel, plots, training
+from data_pipeline.au_sets import CENTRE_AUS
+from wsrtl_jax import (checkpointing, evaluation, losses, methods, models, parallel, plots,
+                       training, wsrtl_training)
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.logging_utils import MetricsLog, Progress
 from wsrtl_jax.preemption import PreemptionWatch
@@ -53,12 +56,31 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     raise UserError(f"cannot write to workdir '{workdir}': {e.strerror or e}") from e
 
 
-def _check_batch(config: ml_collections.ConfigDict, mesh) -> int:
-  """This host's share of the global batch; it must split evenly over devices and hosts."""
-  b, n = config.global_batch_size, mesh.size
+def _local_batch(b: int, name: str, mesh) -> int:
+  """This host's share of the global batch `name` of `b` units; it must split evenly over
+  devices and hosts."""
+  n = mesh.size
   if b % n:
-    raise UserError(f"global_batch_size={b} does not split evenly over {n} devices")
+    raise UserError(f"{name}={b} does not split evenly over {n} devices")
   return b // jax.process_count()
+
+
+_LABELLED_KEYS = ("image", "flip", "jitter", "label", "au_centres")
+_PAIR_KEYS = ("image", "flip", "jitter", "au_centres", "landmarks")
+
+
+def training_inputs(config, builder, splits, mesh, start: int):
+  """This host's training batches from step `start`: labelled frames, and for WSRTL also
+  unlabelled frame pairs ({"labelled": ..., "pairs": ...})."""
+  local = _local_batch(config.global_batch_size, "global_batch_size", mesh)
+  labelled = ({k: b[k] for k in _LABELLED_KEYS}
+              for b in input_pipeline.train_batches(config, builder, splits, local, start))
+  if not methods.is_wsrtl(config):
+    return labelled
+  local_pairs = _local_batch(config.wsrtl.pairs_batch_size, "wsrtl.pairs_batch_size", mesh)
+  pairs = input_pipeline.train_stream(config, builder, splits, "pairs", local_pairs, start)
+  return ({"labelled": lab, "pairs": {k: p[k] for k in _PAIR_KEYS}}
+          for lab, p in zip(labelled, pairs))
 
 
 def _au_weights(labels: np.ndarray) -> np.ndarray:
@@ -69,11 +91,27 @@ def _au_weights(labels: np.ndarray) -> np.ndarray:
   return losses.inverse_positive_rate_weights(positives, known)
 
 
+def write_wsrtl_samples(config: ml_collections.ConfigDict, builder, splits, model, state,
+                        workdir: str, num_frames: int = 6) -> str:
+  """`workdir/wsrtl_samples.png`: masked inputs, reconstructions, target and predicted flow of
+  the trained network on a few test-subject pairs."""
+  test_pairs = dataclasses.replace(splits, train=splits.test)
+  pairs = next(input_pipeline.train_stream(config, builder, test_pairs, "pairs", num_frames))
+  variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  sample = wsrtl_training.make_sample_fn(model, config)
+  out = jax.device_get(sample(variables, {k: pairs[k] for k in _PAIR_KEYS},
+                              jax.random.key(config.seed)))
+  title = (f"WSRTL on {config.data.name} test subjects after {config.num_train_steps} steps "
+           f"(pairs t, t+{config.data.pair_gap}; flow at 1/4 resolution)")
+  return plots.plot_wsrtl_samples(out, os.path.join(workdir, "wsrtl_samples.png"), title)
+
+
 def evaluate_split(predict, state, config, builder, splits, which: str, mesh) -> dict:
   """AU metrics of `state` on the whole `which` split, gathered from every host."""
   local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
   crop = augment.crop_size(splits.frame_size, config.data)
   padding = {"image": np.zeros((local, crop, crop, 3), np.uint8),
+             "au_centres": np.zeros((local, len(CENTRE_AUS), 2, 2), np.float32),
              "label": np.zeros((local, len(splits.aus)), np.int32),
              "mask": np.zeros((local,), np.int32)}
   probs, labels = [], []
@@ -81,7 +119,7 @@ def evaluate_split(predict, state, config, builder, splits, which: str, mesh) ->
   for batch in parallel.in_lockstep(batches, padding):
     g = parallel.to_global_batch({k: batch[k] for k in padding}, mesh)
     out = multihost_utils.process_allgather(
-        {"p": predict(state, g["image"]), "label": g["label"], "mask": g["mask"]}, tiled=True)
+        {"p": predict(state, g["image"], g["au_centres"]), "label": g["label"], "mask": g["mask"]}, tiled=True)
     keep = np.asarray(out["mask"]) == 1
     probs.append(np.asarray(out["p"])[keep])
     labels.append(np.asarray(out["label"])[keep])
@@ -94,6 +132,7 @@ def evaluate_split(predict, state, config, builder, splits, which: str, mesh) ->
 def setup(config: ml_collections.ConfigDict):
   """Mesh, data, model and optimiser shared by training and evaluation."""
   models.check_model_config(config)
+  methods.check_method(config)
   mesh = parallel.make_mesh(config.num_devices)
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)
@@ -108,15 +147,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   stopped the run (after saving a checkpoint to resume from)."""
   prepare_workdir(workdir, config)
   mesh, builder, splits, model, optimizer, state = setup(config)
-  local_batch = _check_batch(config, mesh)
   is_chief = jax.process_index() == 0
 
   au_weights = jnp.asarray(_au_weights(
       input_pipeline.training_labels(config, builder, splits)))
   schedule = training.learning_rate_schedule(config)
   train_step = parallel.shard_step(
-      training.make_train_step(model, optimizer, schedule, au_weights, config.data.image_size),
-      mesh)
+      methods.make_step(config, model, optimizer, schedule, au_weights), mesh)
   predict = training.make_predict_fn(model, config.data.image_size)
 
   manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
@@ -126,10 +163,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     print(f"Resumed from {workdir}/checkpoints step {start}.", flush=True)
   log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
   val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
-  batches = parallel.prefetch_to_mesh(
-      ({k: b[k] for k in ("image", "flip", "jitter", "label")} for b in input_pipeline.train_batches(
-          config, builder, splits, local_batch, start_step=start)),
-      mesh, config.data.prefetch_to_device)
+  batches = parallel.prefetch_to_mesh(training_inputs(config, builder, splits, mesh, start),
+                                     mesh, config.data.prefetch_to_device)
 
   total = config.num_train_steps
   preemption = PreemptionWatch(check_every=config.log_every)
@@ -140,7 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     window_steps += 1
     if step % config.log_every == 0 or step == total:
       metrics = jax.device_get(metrics)
-      metrics["images_per_sec"] = (config.global_batch_size * window_steps
+      metrics["images_per_sec"] = (methods.images_per_step(config) * window_steps
                                    / (time.time() - window_start))
       log.write(step, metrics)
       if is_chief and not progress.tty:
@@ -168,6 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   manager.wait_until_finished()
   if is_chief:
     plots.plot_training_curves(workdir)
+    if methods.is_wsrtl(config):
+      write_wsrtl_samples(config, builder, splits, model, state, workdir)
   return evaluate_checkpoint(config, workdir, "test", (mesh, builder, splits, model, state),
                              manager)
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from data_pipeline.au_sets import CENTRE_AUS
 from wsrtl_jax import image_ops, losses, models
 from wsrtl_jax.parallel import AXIS
 
@@ -20,6 +21,7 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
+  teacher: Any = None  # {"params", "batch_stats"}: the mean teacher (EMA of the student), if any.
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -42,13 +44,18 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
 
 def init_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
-                     image_shape: tuple[int, ...], seed: int) -> TrainState:
-  """Initialises parameters on the host, outside any mesh axis."""
-  variables = model.init(jax.random.key(seed), jnp.zeros((1, *image_shape), jnp.uint8),
-                         train=False)
+                     image_shape: tuple[int, ...], seed: int, teacher: bool = False
+                     ) -> TrainState:
+  """Initialises parameters on the host, outside any mesh axis (every head and decoder, for a
+  model with `train_outputs`); `teacher` starts the mean teacher as a copy of the student."""
+  images = jnp.zeros((1, *image_shape), jnp.uint8)
+  centres = jnp.zeros((1, len(CENTRE_AUS), 2, 2), jnp.float32)
+  method = getattr(model, "train_outputs", None)
+  variables = model.init(jax.random.key(seed), images, centres, train=False, method=method)
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables["batch_stats"], opt_state=optimizer.init(params))
+                    batch_stats=variables["batch_stats"], opt_state=optimizer.init(params),
+                    teacher=jax.tree.map(jnp.copy, dict(variables)) if teacher else None)
 
 
 def create(config: ml_collections.ConfigDict, num_aus: int
@@ -57,7 +64,9 @@ def create(config: ml_collections.ConfigDict, num_aus: int
   model = models.build_model(config, num_aus)
   optimizer = make_optimizer(config)
   size = config.data.image_size
-  return model, optimizer, init_train_state(model, optimizer, (size, size, 3), config.seed)
+  teacher = "wsrtl" in config and config.wsrtl.semi.weight > 0
+  return model, optimizer, init_train_state(model, optimizer, (size, size, 3), config.seed,
+                                            teacher)
 
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
@@ -97,16 +106,16 @@ holds the host's uint8 crops `image`, their `flip` and colour `jitter` (finished
 
 
 def make_predict_fn(model: nn.Module, image_size: int) -> Callable:
-  """Jitted AU probabilities for the host's centre crops, sharded over `data` (BatchNorm in
-  inference mode)."""
+  """Jitted AU probabilities for the host's centre crops and their AU centres, sharded over
+  `data` (BatchNorm in inference mode)."""
 
   @jax.jit
-  def predict(state: TrainState, images: jnp.ndarray) -> jnp.ndarray:
+  def predict(state: TrainState, images: jnp.ndarray, au_centres: jnp.ndarray) -> jnp.ndarray:
     b = images.shape[0]
     images = image_ops.finish_images(images, jnp.zeros(b, bool),
                                      jnp.tile(jnp.array([0.0, 1.0, 1.0]), (b, 1)), image_size)
     logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
-                         train=False)
+                         au_centres, train=False)
     return jax.nn.sigmoid(logits)
 
   return predict

@@ -8,13 +8,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 # ImageNet statistics; images arrive as uint8 so the host ships a quarter of the bytes.
-_MEAN = jnp.array([0.485, 0.456, 0.406]) * 255.0
-_STD = jnp.array([0.229, 0.224, 0.225]) * 255.0
+IMAGE_MEAN = jnp.array([0.485, 0.456, 0.406]) * 255.0
+IMAGE_STD = jnp.array([0.229, 0.224, 0.225]) * 255.0
 
 
 def normalize_image(images: jnp.ndarray, dtype: Any) -> jnp.ndarray:
   """uint8 (or float 0-255) [B, H, W, 3] -> normalised `dtype`."""
-  return ((images.astype(jnp.float32) - _MEAN) / _STD).astype(dtype)
+  return ((images.astype(jnp.float32) - IMAGE_MEAN) / IMAGE_STD).astype(dtype)
 
 
 class BasicBlock(nn.Module):

@@ -1,0 +1,216 @@
+"""The per-device WSRTL train step: AU loss on labelled frames, and on unlabelled frame pairs RoI
+inpainting, single-image flow and mean-teacher semi-supervision, each switched on by a weight
+above zero in `config.wsrtl` (so that ablations are config overrides).
+
+One student forward pass serves all four losses: the labelled frames (intact) and the first
+frames of the pairs (the student's strong view: extra colour jitter and, with inpainting, the
+masked AU regions) go through the network together, which also keeps one set of BatchNorm
+statistics. The teacher (EMA of the student) sees the pairs' first frames as streamed (the weak
+view). Flow targets come from the intact pairs, inside the step (wsrtl_jax.flow).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from wsrtl_jax import flow, image_ops, losses
+from wsrtl_jax.models.resnet import IMAGE_MEAN, normalize_image
+from wsrtl_jax.models.wsrtl import denormalize
+from wsrtl_jax.parallel import AXIS
+from wsrtl_jax.training import TrainState
+
+
+def region_mask(scores: jnp.ndarray, centres: jnp.ndarray, num_masked: int, side: float,
+                size: int) -> jnp.ndarray:
+  """[B, size, size] bool: for each image, the square patches (`side` pixels) around both
+  centres [B, A, 2, 2] of the `num_masked` AUs with the lowest random `scores` [B, A]."""
+  b, a = centres.shape[:2]
+  ranks = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)
+  chosen = jnp.repeat(ranks < num_masked, 2, axis=1)  # [B, 2A]
+  points = centres.reshape(b, 2 * a, 2)
+  pixels = jnp.arange(size, dtype=jnp.float32)
+  inside_x = jnp.abs(pixels - points[..., 0:1]) <= side / 2  # [B, 2A, S]
+  inside_y = jnp.abs(pixels - points[..., 1:2]) <= side / 2
+  return jnp.any(chosen[..., None, None] & inside_y[..., :, None] & inside_x[..., None, :],
+                 axis=1)
+
+
+def _uniform_rows(key: jax.Array, rows: int, columns: int) -> jnp.ndarray:
+  """This device's `rows` of a [global batch, columns] uniform draw: every device draws the
+  whole batch from the same key and keeps its slice, so the run does not depend on how many
+  devices share the batch."""
+  devices = jax.lax.psum(1, AXIS)
+  draw = jax.random.uniform(key, (devices * rows, columns))
+  return jax.lax.dynamic_slice_in_dim(draw, jax.lax.axis_index(AXIS) * rows, rows)
+
+
+def face_region(landmarks: jnp.ndarray, size: int, stride: int, margin: float = 0.1
+                ) -> jnp.ndarray:
+  """[B, size/stride, size/stride] bool: cells of a `stride` map whose centre lies in the
+  landmarks' bounding box [B, 68, 2], widened by `margin` of its size (up by twice that, for
+  the forehead)."""
+  low, high = landmarks.min(axis=1), landmarks.max(axis=1)  # [B, 2]
+  extent = high - low
+  low = low - margin * extent * jnp.array([1.0, 2.0])
+  high = high + margin * extent
+  centres = jnp.arange(size // stride, dtype=jnp.float32) * stride + (stride - 1) / 2
+  in_x = (centres >= low[:, 0:1]) & (centres <= high[:, 0:1])
+  in_y = (centres >= low[:, 1:2]) & (centres <= high[:, 1:2])
+  return in_y[:, :, None] & in_x[:, None, :]
+
+
+def flow_target(frames: jnp.ndarray, stride: int, config: ml_collections.ConfigDict
+                ) -> jnp.ndarray:
+  """Flow of a pair [B, 2, S, S, 3] (0-255), averaged over `stride` x `stride` cells and in the
+  pixels of that map: [B, S/stride, S/stride, 2]."""
+  full = flow.estimate_flow(frames[:, 0] / 255.0, frames[:, 1] / 255.0, levels=config.levels,
+                            warps=config.warps, iterations=config.iterations)
+  return _pool_to(full, full.shape[1] // stride) / stride
+
+
+def _pool_to(images: jnp.ndarray, side: int) -> jnp.ndarray:
+  """Averages [B, S, S, C] over cells down to [B, side, side, C] (S a multiple of side)."""
+  b, s, _, c = images.shape
+  k = s // side
+  return images.reshape(b, side, k, side, k, c).mean(axis=(2, 4))
+
+
+def rampup(step: jnp.ndarray, steps: int) -> jnp.ndarray:
+  """Laine & Aila's sigmoid ramp-up exp(-5 (1 - t)^2), from 0 at step 0 to 1 at `steps`."""
+  t = jnp.clip(step / max(steps, 1), 0.0, 1.0)
+  return jnp.exp(-5.0 * (1.0 - t) ** 2)
+
+
+def pseudo_labels(probs: jnp.ndarray, positive: float, negative: float) -> jnp.ndarray:
+  """The teacher's confident calls: 1 above `positive`, 0 below `negative`, else -1 (unknown)."""
+  return jnp.where(probs > positive, 1, jnp.where(probs < negative, 0, -1))
+
+
+def _global_mean(local_sum: jnp.ndarray, local_count: jnp.ndarray) -> jnp.ndarray:
+  """This device's share of the mean over every device: summing it over devices gives the mean."""
+  return local_sum / jnp.maximum(jax.lax.psum(local_count, AXIS), 1.0)
+
+
+def uses_pairs(config: ml_collections.ConfigDict) -> bool:
+  """Whether any loss needs the unlabelled pairs."""
+  w = config.wsrtl
+  return max(w.inpainting.weight, w.flow.weight, w.semi.weight) > 0
+
+
+def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule,
+                    au_weights: jnp.ndarray, config: ml_collections.ConfigDict) -> Callable:
+  """Per-device WSRTL step over {"labelled": frames, "pairs": unlabelled frame pairs}; reduces
+  over the mesh axis `data` like training.make_train_step."""
+  w, size = config.wsrtl, config.data.image_size
+  inpaint, predict_flow, semi = (w.inpainting.weight > 0, w.flow.weight > 0, w.semi.weight > 0)
+  unlabelled = uses_pairs(config)
+  side = w.inpainting.patch_fraction * size
+  token_aus = jnp.asarray(model.token_aus)
+
+  def train_step(state: TrainState, batch: dict):
+    lab = batch["labelled"]
+    images = image_ops.finish_images(lab["image"], lab["flip"], lab["jitter"], size)
+    centres = lab["au_centres"]
+    n = images.shape[0]
+    targets = {}
+    if unlabelled:
+      pairs = batch["pairs"]
+      frames = image_ops.finish_images(pairs["image"], pairs["flip"], pairs["jitter"], size)
+      weak, weak_centres = frames[:, 0], pairs["au_centres"][:, 0]
+      draw = _uniform_rows(jax.random.fold_in(jax.random.key(config.seed), state.step),
+                           weak.shape[0], 3 + len(model.token_aus))
+      strong = weak
+      if w.semi.strong_jitter > 0:
+        s = w.semi.strong_jitter
+        low, high = jnp.array([-127.5 * s, 1 - s, 1 - s]), jnp.array([127.5 * s, 1 + s, 1 + s])
+        strong = image_ops.colour_jitter(strong, low + (high - low) * draw[:, :3])
+      if inpaint:
+        targets["mask"] = region_mask(draw[:, 3:], weak_centres[:, token_aus],
+                                      w.inpainting.num_masked, side, size)
+        targets["pixels"] = normalize_image(weak, jnp.float32)
+        strong = jnp.where(targets["mask"][..., None], IMAGE_MEAN, strong)
+      if predict_flow:
+        targets["flow"] = jax.lax.stop_gradient(flow_target(frames, 4, w.flow))
+        targets["face"] = face_region(pairs["landmarks"][:, 0], size, 4)
+      if semi:
+        teacher_logits, _ = model.apply(state.teacher, weak, weak_centres, train=True,
+                                        mutable=["batch_stats"])
+        targets["pseudo"] = pseudo_labels(jax.nn.sigmoid(jax.lax.stop_gradient(teacher_logits)),
+                                          w.semi.positive_threshold, w.semi.negative_threshold)
+      images = jnp.concatenate([images, strong])
+      centres = jnp.concatenate([centres, weak_centres])
+
+    def loss_fn(params):
+      out, new_vars = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, images, centres, train=True,
+          decode_from=n, reconstruct=inpaint, predict_flow=predict_flow,
+          method=model.train_outputs, mutable=["batch_stats"])
+      logits = out["logits"]
+      terms = {"au": _global_mean(*losses.weighted_bce_sum(logits[:n], lab["label"],
+                                                           au_weights))}
+      total = terms["au"]
+      if inpaint:
+        reconstruction = out["reconstruction"]
+        pixels = _pool_to(targets["pixels"], reconstruction.shape[1])
+        mask = _pool_to(targets["mask"][..., None].astype(jnp.float32), reconstruction.shape[1])
+        error = jnp.abs(reconstruction - pixels) * mask
+        terms["inpainting"] = _global_mean(error.sum(), 3.0 * mask.sum())
+        total += w.inpainting.weight * terms["inpainting"]
+      if predict_flow:
+        face = targets["face"].astype(jnp.float32)
+        epe = jnp.sqrt(jnp.sum((out["flow"] - targets["flow"]) ** 2, axis=-1) + 1e-6)
+        terms["flow"] = _global_mean((epe * face).sum(), face.sum())
+        total += w.flow.weight * terms["flow"]
+      if semi:
+        loss_sum, _ = losses.weighted_bce_sum(logits[n:], targets["pseudo"], au_weights)
+        terms["semi"] = _global_mean(loss_sum, jnp.float32(targets["pseudo"].size))
+        total += w.semi.weight * rampup(state.step, w.semi.rampup_steps) * terms["semi"]
+      return total, (terms, new_vars["batch_stats"])
+
+    (local_loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    grads = jax.lax.psum(grads, AXIS)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    teacher = state.teacher
+    if semi:
+      teacher = optax.incremental_update({"params": params, "batch_stats": batch_stats},
+                                         teacher, 1.0 - w.semi.ema_decay)
+    metrics = {"loss": jax.lax.psum(local_loss, AXIS), "grad_norm": optax.tree.norm(grads),
+               "learning_rate": schedule(state.step)}
+    metrics.update({f"loss_{k}": jax.lax.psum(v, AXIS) for k, v in terms.items()})
+    if semi:
+      confident = jnp.mean((targets["pseudo"] >= 0).astype(jnp.float32))
+      metrics["pseudo_label_coverage"] = jax.lax.pmean(confident, AXIS)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, teacher=teacher)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_sample_fn(model, config: ml_collections.ConfigDict) -> Callable:
+  """Jitted outputs of the auxiliary tasks on pairs, for the sample sheet: the intact first
+  frames, the masked inputs, the reconstructions (0-255), and the target and predicted flow
+  (BatchNorm in inference mode)."""
+  w, size = config.wsrtl, config.data.image_size
+  token_aus = jnp.asarray(model.token_aus)
+
+  @jax.jit
+  def sample(variables: dict, pairs: dict, key: jax.Array) -> dict[str, jnp.ndarray]:
+    frames = image_ops.finish_images(pairs["image"], pairs["flip"], pairs["jitter"], size)
+    first, centres = frames[:, 0], pairs["au_centres"][:, 0]
+    scores = jax.random.uniform(key, (first.shape[0], len(model.token_aus)))
+    mask = region_mask(scores, centres[:, token_aus], w.inpainting.num_masked,
+                       w.inpainting.patch_fraction * size, size)
+    masked = jnp.where(mask[..., None], IMAGE_MEAN, first)
+    out = model.apply(variables, masked, centres, train=False, method=model.train_outputs)
+    return {"input": first, "masked": masked,
+            "reconstruction": denormalize(out["reconstruction"]),
+            "target_flow": flow_target(frames, 4, w.flow), "predicted_flow": out["flow"]}
+
+  return sample
