@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = synthau_supervised.get_config()
   c.method = "wsrtl"
   c.data.label_fraction = 0.1
+  c.data.flow_cache = ""  # "" = flow targets on the device; or a data_pipeline.flow_cache DIR.
   c.num_train_steps = 1000  # About 17 minutes on 2 CPU cores (the baseline: 6).
   c.checkpoint_every = 250
 

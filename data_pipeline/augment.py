@@ -76,7 +76,10 @@ def augment_batch(batch: dict, *, frame_size: int, config: ml_collections.Config
   mirrored = tf.gather(landmarks, FLIP_PERMUTATION, axis=-2)
   mirrored = tf.stack([size - 1.0 - mirrored[..., 0], mirrored[..., 1]], axis=-1)
   landmarks = tf.where(batch["flip"][:, None, None, None], mirrored, landmarks)
-  return {"image": batch["image"], "flip": batch["flip"], "jitter": batch["jitter"],
-          "landmarks": landmarks, "au_centres": au_centres(landmarks),
-          "label": tf.cast(batch["au_occurrence"], tf.int32), "frame": batch["frame"],
-          "identity": batch["identity"][:, 0]}
+  out = {"image": batch["image"], "flip": batch["flip"], "jitter": batch["jitter"],
+         "landmarks": landmarks, "au_centres": au_centres(landmarks),
+         "label": tf.cast(batch["au_occurrence"], tf.int32), "frame": batch["frame"],
+         "identity": batch["identity"][:, 0]}
+  if "flow" in batch:  # Cached flow targets, already in the final geometry.
+    out["flow"] = batch["flow"]
+  return out

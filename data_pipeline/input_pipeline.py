@@ -220,11 +220,34 @@ def train_stream(config: ml_collections.ConfigDict, builder, splits: FoldSplits,
     ds = _shuffled_units(config, builder, splits, kind, seed)
     process = lambda i, unit: _decoded(decode(i, unit))
     finish = lambda batch: _squeezed(augment_batch(batch), num_frames == 1)
+  if kind == "pairs" and config.data.get("flow_cache"):
+    process = _with_cached_flow(process, config, splits)
   ds = _host_share(ds.enumerate()).skip(start_step * local_batch_size)
   ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size, drop_remainder=True)
   ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
   return ds.as_numpy_iterator()
+
+
+def _with_cached_flow(process, config: ml_collections.ConfigDict, splits: FoldSplits):
+  """`process` that also attaches each pair's cached flow, cropped, resized and mirrored with
+  its pixels (data_pipeline.flow_cache)."""
+  from data_pipeline import flow_cache  # It builds on this module.
+  lookup = flow_cache.FlowLookup(config.data.flow_cache, config, splits)
+  crop = augment.crop_size(splits.frame_size, config.data)
+
+  def with_flow(index, unit):
+    out = process(index, unit)
+    flow = lookup.flow(unit["sequence"][0], unit["frame"][0])
+    out["flow"] = flow_cache.cropped_flow(flow, out["top_left"], out["flip"], crop,
+                                          config.data.image_size)
+    return out
+  return with_flow
+
+
+def pair_units(config: ml_collections.ConfigDict, builder, splits: FoldSplits) -> tf.data.Dataset:
+  """Every training pair (t, t + pair_gap) once, in store order, undecoded (for caches)."""
+  return _units(records(builder, splits.train), 2, config.data.pair_gap, splits.frame_step)
 
 
 _DECODED_KEYS = ("image", "landmarks", "au_occurrence", "frame", "identity", "top_left", "flip",

@@ -79,8 +79,8 @@ def training_inputs(config, builder, splits, mesh, start: int):
     return labelled
   local_pairs = _local_batch(config.wsrtl.pairs_batch_size, "wsrtl.pairs_batch_size", mesh)
   pairs = input_pipeline.train_stream(config, builder, splits, "pairs", local_pairs, start)
-  return ({"labelled": lab, "pairs": {k: p[k] for k in _PAIR_KEYS}}
-          for lab, p in zip(labelled, pairs))
+  keys = _PAIR_KEYS + (("flow",) if config.data.get("flow_cache") else ())
+  return ({"labelled": lab, "pairs": {k: p[k] for k in keys}} for lab, p in zip(labelled, pairs))
 
 
 def _au_weights(labels: np.ndarray) -> np.ndarray:
@@ -96,7 +96,9 @@ def write_wsrtl_samples(config: ml_collections.ConfigDict, builder, splits, mode
   """`workdir/wsrtl_samples.png`: masked inputs, reconstructions, target and predicted flow of
   the trained network on a few test-subject pairs."""
   test_pairs = dataclasses.replace(splits, train=splits.test)
-  pairs = next(input_pipeline.train_stream(config, builder, test_pairs, "pairs", num_frames))
+  on_device = config.copy_and_resolve_references()
+  on_device.data.flow_cache = ""  # Targets computed here: a cache covers training pairs only.
+  pairs = next(input_pipeline.train_stream(on_device, builder, test_pairs, "pairs", num_frames))
   variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
   sample = wsrtl_training.make_sample_fn(model, config)
   out = jax.device_get(sample(variables, {k: pairs[k] for k in _PAIR_KEYS},

@@ -133,8 +133,9 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
                                       w.inpainting.num_masked, side, size)
         targets["pixels"] = normalize_image(weak, jnp.float32)
         strong = jnp.where(targets["mask"][..., None], IMAGE_MEAN, strong)
-      if predict_flow:
-        targets["flow"] = jax.lax.stop_gradient(flow_target(frames, 4, w.flow))
+      if predict_flow:  # Cached offline targets if the pipeline streams them, else TV-L1.
+        targets["flow"] = (pairs["flow"] if "flow" in pairs
+                           else jax.lax.stop_gradient(flow_target(frames, 4, w.flow)))
         targets["face"] = face_region(pairs["landmarks"][:, 0], size, 4)
       if semi:
         teacher_logits, _ = model.apply(state.teacher, weak, weak_centres, train=True,
