@@ -78,18 +78,20 @@ def flow_to_rgb(flow, max_magnitude: float | None = None):
 
 def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:
   """One row per frame: intact input, masked input, reconstruction, target flow and predicted
-  flow (same colour scale per row, its maximum in pixels in the row's label)."""
+  flow (both flows on the colour scale of the row's largest target vector; the largest vector of
+  each, in pixels of the 1/4 map, in the row's label)."""
   import numpy as np
   plt = _pyplot()
   rows = len(samples["input"])
   columns = [("input", "input"), ("masked", "masked AU regions"),
-             ("reconstruction", "reconstruction"), ("target_flow", "target flow (TV-L1)"),
+             ("reconstruction", "masked regions rebuilt"), ("target_flow", "target flow (TV-L1)"),
              ("predicted_flow", "predicted flow (1 frame)")]
   fig, axes = plt.subplots(rows, len(columns), figsize=(2.2 * len(columns), 2.2 * rows),
                            squeeze=False)
   for r in range(rows):
-    target = np.asarray(samples["target_flow"][r])
-    scale = max(float(np.hypot(target[..., 0], target[..., 1]).max()), 0.1)
+    largest = {key: float(np.hypot(*np.moveaxis(np.asarray(samples[key][r]), -1, 0)).max())
+               for key in ("target_flow", "predicted_flow")}
+    scale = max(largest["target_flow"], 0.1)
     for c, (key, name) in enumerate(columns):
       image = np.asarray(samples[key][r])
       shown = flow_to_rgb(image, scale) if key.endswith("flow") else image.astype(np.uint8)
@@ -100,7 +102,8 @@ def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:
       if r == 0:
         ax.set_title(name, fontsize=9)
       if c == 0:
-        ax.set_ylabel(f"flow max {scale:.2f} px", fontsize=8)
+        ax.set_ylabel(f"largest flow: target {largest['target_flow']:.2f} px,\n"
+                      f"predicted {largest['predicted_flow']:.2f} px", fontsize=7)
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()

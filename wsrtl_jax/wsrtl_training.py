@@ -196,8 +196,9 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
 
 def make_sample_fn(model, config: ml_collections.ConfigDict) -> Callable:
   """Jitted outputs of the auxiliary tasks on pairs, for the sample sheet: the intact first
-  frames, the masked inputs, the reconstructions (0-255), and the target and predicted flow
-  (BatchNorm in inference mode)."""
+  frames, the masked inputs, the reconstructions (the decoder's pixels in the masked regions,
+  the input elsewhere; 0-255), and the target and predicted flow (BatchNorm in inference
+  mode)."""
   w, size = config.wsrtl, config.data.image_size
   token_aus = jnp.asarray(model.token_aus)
 
@@ -210,8 +211,9 @@ def make_sample_fn(model, config: ml_collections.ConfigDict) -> Callable:
                        w.inpainting.patch_fraction * size, size)
     masked = jnp.where(mask[..., None], IMAGE_MEAN, first)
     out = model.apply(variables, masked, centres, train=False, method=model.train_outputs)
+    filled = jax.image.resize(denormalize(out["reconstruction"]), first.shape, "linear")
     return {"input": first, "masked": masked,
-            "reconstruction": denormalize(out["reconstruction"]),
+            "reconstruction": jnp.where(mask[..., None], filled, first),
             "target_flow": flow_target(frames, 4, w.flow), "predicted_flow": out["flow"]}
 
   return sample
