@@ -2,6 +2,8 @@
 import json
 import sys
 
+import pytest
+
 from tests.helpers import TINY_OVERRIDES, run_cli
 
 BLOCK_TF_AND_RUN = (
@@ -9,23 +11,33 @@ BLOCK_TF_AND_RUN = (
     "sys.argv = ['wsrtl_jax'] + sys.argv[1:]; runpy.run_module('wsrtl_jax', run_name='__main__')")
 
 
-def test_bench_without_tensorflow():
-  overrides = [f"--config.{k}={v}" for k, v in TINY_OVERRIDES.items()]
+WSRTL_TINY = {"wsrtl.pairs_batch_size": 8, "model.token_dim": 16, "model.relation_heads": 2,
+              "wsrtl.flow.levels": 2}
+
+
+@pytest.mark.parametrize("method", ["supervised", "wsrtl"])
+def test_bench_without_tensorflow(method):
+  extra = WSRTL_TINY if method == "wsrtl" else {}
+  overrides = [f"--config.{k}={v}" for k, v in {**TINY_OVERRIDES, **extra}.items()]
   result = run_cli([sys.executable, "-c", BLOCK_TF_AND_RUN, "bench", "--config",
-                    "configs/synthau_supervised.py", "--steps", "2", *overrides])
+                    f"configs/synthau_{method}.py", "--steps", "2", *overrides])
   assert result.returncode == 0, result.stderr[-3000:]
   line = json.loads(result.stdout.strip().splitlines()[-1])
-  assert line["devices"] == 4 and line["per_device_batch"] == 2
+  assert line["method"] == method
+  # Frames the student sees per device: labelled (8 / 4), plus the pairs' first frames (8 / 4).
+  assert line["devices"] == 4 and line["per_device_batch"] == (4 if extra else 2)
   assert line["images_per_sec"] > 0
   assert abs(line["images_per_sec_per_device"] * 4 - line["images_per_sec"]) < 0.1
   assert line["step_ms"] > 0 and line["compile_s"] > 0
   assert line["flops_per_image"] > 1e6
   assert line["mfu"] is None  # No known peak for CPU.
+  if extra:  # The flow targets alone, timed on the same devices.
+    assert 0 < line["flow_target_ms"] < line["step_ms"]
+    assert line["flow_share"] == pytest.approx(line["flow_target_ms"] / line["step_ms"], rel=0.01)
 
 
 def test_bench_peer_times_the_same_step_in_pytorch():
   """Runs where PyTorch is installed (it is not a dependency of the project)."""
-  import pytest
   pytest.importorskip("torch")
   overrides = [f"--config.{k}={v}" for k, v in TINY_OVERRIDES.items()]
   result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--peer", "--config",
