@@ -84,7 +84,7 @@ def tiny_config(**weights):
 
 
 def run_steps(config, num_devices, num_steps=2):
-  model, optimizer, state = training.create(config, NUM_AUS)
+  model, optimizer, state = methods.create(config, NUM_AUS)
   step = wsrtl_training.make_train_step(model, optimizer,
                                         training.learning_rate_schedule(config),
                                         jnp.linspace(0.5, 1.5, NUM_AUS), config)
@@ -143,7 +143,7 @@ def test_all_off_trains_on_labelled_frames_alone():
 
 def test_inference_needs_only_intact_faces_and_centres():
   config = tiny_config()
-  model, _, state = training.create(config, NUM_AUS)
+  model, _, state = methods.create(config, NUM_AUS)
   predict = training.make_predict_fn(model, config.data.image_size)
   batch = bench.synthetic_batch(config, NUM_AUS)["labelled"]
   probs = np.asarray(predict(state, batch["image"], batch["au_centres"]))

@@ -106,7 +106,7 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
   mesh = parallel.make_mesh(config.num_devices)
   num_aus = len(aus_of(config.data.name))
   size = config.data.image_size
-  model, optimizer, state = training.create(config, num_aus)
+  model, optimizer, state = methods.create(config, num_aus)
   state = parallel.replicate(state, mesh)
   schedule = training.learning_rate_schedule(config)
   step = parallel.shard_step(

@@ -34,6 +34,13 @@ def images_per_step(config: ml_collections.ConfigDict) -> int:
   return config.global_batch_size + (config.wsrtl.pairs_batch_size if uses_pairs else 0)
 
 
+def create(config: ml_collections.ConfigDict, num_aus: int):
+  """training.create for `config.method`: the state holds a mean teacher only where WSRTL's
+  semi-supervised loss is on."""
+  teacher = is_wsrtl(config) and config.wsrtl.semi.weight > 0
+  return training.create(config, num_aus, teacher)
+
+
 def make_step(config: ml_collections.ConfigDict, model, optimizer: optax.GradientTransformation,
               schedule: optax.Schedule, au_weights: jnp.ndarray) -> Callable:
   """The per-device train step of `config.method`."""

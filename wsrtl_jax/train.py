@@ -120,8 +120,9 @@ def evaluate_split(predict, state, config, builder, splits, which: str, mesh) ->
   batches = input_pipeline.eval_batches(config, builder, splits, which, local)
   for batch in parallel.in_lockstep(batches, padding):
     g = parallel.to_global_batch({k: batch[k] for k in padding}, mesh)
+    probabilities = predict(state, g["image"], g["au_centres"])
     out = multihost_utils.process_allgather(
-        {"p": predict(state, g["image"], g["au_centres"]), "label": g["label"], "mask": g["mask"]}, tiled=True)
+        {"p": probabilities, "label": g["label"], "mask": g["mask"]}, tiled=True)
     keep = np.asarray(out["mask"]) == 1
     probs.append(np.asarray(out["p"])[keep])
     labels.append(np.asarray(out["label"])[keep])
@@ -138,7 +139,7 @@ def setup(config: ml_collections.ConfigDict):
   mesh = parallel.make_mesh(config.num_devices)
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)
-  model, optimizer, state = training.create(config, num_aus=len(splits.aus))
+  model, optimizer, state = methods.create(config, num_aus=len(splits.aus))
   state = parallel.replicate(state, mesh)
   return mesh, builder, splits, model, optimizer, state
 

@@ -58,13 +58,13 @@ def init_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
                     teacher=jax.tree.map(jnp.copy, dict(variables)) if teacher else None)
 
 
-def create(config: ml_collections.ConfigDict, num_aus: int
+def create(config: ml_collections.ConfigDict, num_aus: int, teacher: bool = False
            ) -> tuple[nn.Module, optax.GradientTransformation, TrainState]:
-  """The configured model, its optimiser and a freshly initialised state, on the host."""
+  """The configured model, its optimiser and a freshly initialised state (with a mean teacher
+  if asked), on the host."""
   model = models.build_model(config, num_aus)
   optimizer = make_optimizer(config)
   size = config.data.image_size
-  teacher = "wsrtl" in config and config.wsrtl.semi.weight > 0
   return model, optimizer, init_train_state(model, optimizer, (size, size, 3), config.seed,
                                             teacher)
 
