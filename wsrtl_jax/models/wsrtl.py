@@ -111,7 +111,8 @@ class WSRTLNet(nn.Module):
     self.global_head = nn.Dense(self.num_aus, name="au_head")
     self.token_head = self.param("token_head", nn.initializers.lecun_normal(),
                                  (self.num_aus, self.token_dim))
-    self.inpaint_decoder = UpDecoder(self.decoder_widths, 3, extra_upsamples=self.inpaint_upsamples,
+    self.inpaint_decoder = UpDecoder(self.decoder_widths, 3,
+                                     extra_upsamples=self.inpaint_upsamples,
                                      inject_stage=self.token_stage, dtype=self.dtype)
     self.flow_decoder = UpDecoder(self.flow_widths, 2, dtype=self.dtype)
 
