@@ -228,8 +228,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
     raise UserError(f"no checkpoint for step {chosen} in '{workdir}/checkpoints'; "
                     f"kept: {list(manager.all_steps())}")
   state = checkpointing.restore(manager, chosen, state)
-  result = evaluate_split(training.make_predict_fn(model, config.data.image_size), state, config, builder, splits,
-                          which, mesh)
+  predict = training.make_predict_fn(model, config.data.image_size)
+  result = evaluate_split(predict, state, config, builder, splits, which, mesh)
   result.update(step=int(chosen), split=which, dataset=config.data.name, fold=config.data.fold)
   if jax.process_index() == 0:
     name = "eval.json" if which == "test" else f"eval_{which}.json"

@@ -142,7 +142,8 @@ class WSRTLNet(nn.Module):
                     decode_from: int = 0, reconstruct: bool = True, predict_flow: bool = True
                     ) -> dict[str, jnp.ndarray]:
     """AU logits of every image; for images `decode_from:`, if asked, the reconstruction
-    [S/2, S/2, 3] or [S, S, 3] (normalised pixels, see `inpaint_upsamples`) and the flow [S/4, S/4, 2] (input pixels) they predict."""
+    [S/2, S/2, 3] or [S, S, 3] (normalised pixels, see `inpaint_upsamples`) and the flow
+    [S/4, S/4, 2] (input pixels) they predict."""
     features, weights, tokens, logits = self._encode(images, au_centres, train)
     tail = [f[decode_from:] for f in features]
     out = {"logits": logits}
