@@ -50,7 +50,7 @@ def run_sharded(config, num_devices, num_steps=3):
   losses = []
   for batch in batches(config, num_steps):
     state, metrics = sharded(state, parallel.to_global_batch(batch, mesh))
-    losses.append(float(metrics["loss"]))
+    losses.append((float(metrics["loss"]), float(metrics["grad_norm"])))
   return losses, jax.device_get(state)
 
 
@@ -74,7 +74,8 @@ def test_one_and_four_devices_agree():
   _, initial = make_step_and_state(config)
   losses_1, state_1 = run_sharded(config, 1)
   losses_4, state_4 = run_sharded(config, 4)
-  np.testing.assert_allclose(losses_1, losses_4, rtol=1e-5)
+  # Loss and gradient norm: the gradient is that of the global batch, not summed once per device.
+  np.testing.assert_allclose(losses_1, losses_4, rtol=1e-4)
   assert_same_training(initial.params, state_1.params, state_4.params)
   assert_same_training(initial.batch_stats, state_1.batch_stats, state_4.batch_stats)
 
@@ -89,8 +90,8 @@ def test_shard_map_and_pmap_agree():
   losses_pm = []
   for batch in batches(config, 3):
     state, metrics = pmapped(state, jax.tree.map(lambda x: x.reshape(4, -1, *x.shape[1:]), batch))
-    losses_pm.append(float(metrics["loss"][0]))
-  np.testing.assert_allclose(losses_sm, losses_pm, rtol=1e-5)
+    losses_pm.append((float(metrics["loss"][0]), float(metrics["grad_norm"][0])))
+  np.testing.assert_allclose(losses_sm, losses_pm, rtol=1e-4)
   assert_same_training(initial.params, state_sm.params, jax.tree.map(lambda x: x[0], state.params))
 
 

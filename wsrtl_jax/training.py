@@ -12,6 +12,7 @@ import optax
 
 from data_pipeline.au_sets import CENTRE_AUS
 from wsrtl_jax import image_ops, losses, models
+from wsrtl_jax.batch_ops import global_value_and_grad
 from wsrtl_jax.parallel import AXIS
 
 
@@ -21,7 +22,9 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-  teacher: Any = None  # {"params", "batch_stats"}: the mean teacher (EMA of the student), if any.
+  teacher: Any = None  # {"params", "batch_stats"}: an EMA of the student (WSRTL's mean teacher,
+  # CLP's momentum encoder), if the method has one.
+  queue: Any = None  # CLP's queue of negative keys [K, D], newest first.
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -91,8 +94,7 @@ holds the host's uint8 crops `image`, their `flip` and colour `jitter` (finished
       global_count = jax.lax.psum(count, AXIS)
       return loss_sum / jnp.maximum(global_count, 1.0), new_vars["batch_stats"]
 
-    (local_loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.psum(grads, AXIS)
+    (local_loss, batch_stats), grads = global_value_and_grad(loss_fn, state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": jax.lax.psum(local_loss, AXIS),
@@ -105,17 +107,19 @@ holds the host's uint8 crops `image`, their `flip` and colour `jitter` (finished
   return train_step
 
 
-def make_predict_fn(model: nn.Module, image_size: int) -> Callable:
-  """Jitted AU probabilities for the host's centre crops and their AU centres, sharded over
-  `data` (BatchNorm in inference mode)."""
+def make_predict_fn(model: nn.Module, image_size: int, output: Callable = jax.nn.sigmoid,
+                    method: Callable | None = None) -> Callable:
+  """Jitted `output` of the model's `method` (default `__call__`: AU probabilities; frozen
+  features for linear evaluation) for the host's centre crops and their AU centres, sharded
+  over `data` (BatchNorm in inference mode)."""
 
   @jax.jit
   def predict(state: TrainState, images: jnp.ndarray, au_centres: jnp.ndarray) -> jnp.ndarray:
     b = images.shape[0]
     images = image_ops.finish_images(images, jnp.zeros(b, bool),
                                      jnp.tile(jnp.array([0.0, 1.0, 1.0]), (b, 1)), image_size)
-    logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
-                         au_centres, train=False)
-    return jax.nn.sigmoid(logits)
+    outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
+                          au_centres, train=False, method=method)
+    return output(outputs)
 
   return predict

@@ -18,6 +18,7 @@ import ml_collections
 import optax
 
 from wsrtl_jax import flow, image_ops, losses
+from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
 from wsrtl_jax.models.resnet import IMAGE_MEAN, normalize_image
 from wsrtl_jax.models.wsrtl import denormalize
 from wsrtl_jax.parallel import AXIS
@@ -37,15 +38,6 @@ def region_mask(scores: jnp.ndarray, centres: jnp.ndarray, num_masked: int, side
   inside_y = jnp.abs(pixels - points[..., 1:2]) <= side / 2
   return jnp.any(chosen[..., None, None] & inside_y[..., :, None] & inside_x[..., None, :],
                  axis=1)
-
-
-def _uniform_rows(key: jax.Array, rows: int, columns: int) -> jnp.ndarray:
-  """This device's `rows` of a [global batch, columns] uniform draw: every device draws the
-  whole batch from the same key and keeps its slice, so the run does not depend on how many
-  devices share the batch."""
-  devices = jax.lax.psum(1, AXIS)
-  draw = jax.random.uniform(key, (devices * rows, columns))
-  return jax.lax.dynamic_slice_in_dim(draw, jax.lax.axis_index(AXIS) * rows, rows)
 
 
 def face_region(landmarks: jnp.ndarray, size: int, stride: int, margin: float = 0.1
@@ -69,14 +61,7 @@ def flow_target(frames: jnp.ndarray, stride: int, config: ml_collections.ConfigD
   pixels of that map: [B, S/stride, S/stride, 2]."""
   full = flow.estimate_flow(frames[:, 0] / 255.0, frames[:, 1] / 255.0, levels=config.levels,
                             warps=config.warps, iterations=config.iterations)
-  return _pool_to(full, full.shape[1] // stride) / stride
-
-
-def _pool_to(images: jnp.ndarray, side: int) -> jnp.ndarray:
-  """Averages [B, S, S, C] over cells down to [B, side, side, C] (S a multiple of side)."""
-  b, s, _, c = images.shape
-  k = s // side
-  return images.reshape(b, side, k, side, k, c).mean(axis=(2, 4))
+  return pool_to(full, full.shape[1] // stride) / stride
 
 
 def rampup(step: jnp.ndarray, steps: int) -> jnp.ndarray:
@@ -88,11 +73,6 @@ def rampup(step: jnp.ndarray, steps: int) -> jnp.ndarray:
 def pseudo_labels(probs: jnp.ndarray, positive: float, negative: float) -> jnp.ndarray:
   """The teacher's confident calls: 1 above `positive`, 0 below `negative`, else -1 (unknown)."""
   return jnp.where(probs > positive, 1, jnp.where(probs < negative, 0, -1))
-
-
-def _global_mean(local_sum: jnp.ndarray, local_count: jnp.ndarray) -> jnp.ndarray:
-  """This device's share of the mean over every device: summing it over devices gives the mean."""
-  return local_sum / jnp.maximum(jax.lax.psum(local_count, AXIS), 1.0)
 
 
 def uses_pairs(config: ml_collections.ConfigDict) -> bool:
@@ -121,7 +101,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
       pairs = batch["pairs"]
       frames = image_ops.finish_images(pairs["image"], pairs["flip"], pairs["jitter"], size)
       weak, weak_centres = frames[:, 0], pairs["au_centres"][:, 0]
-      draw = _uniform_rows(jax.random.fold_in(jax.random.key(config.seed), state.step),
+      draw = uniform_rows(jax.random.fold_in(jax.random.key(config.seed), state.step),
                            weak.shape[0], 3 + len(model.token_aus))
       strong = weak
       if w.semi.strong_jitter > 0:
@@ -151,30 +131,28 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
           decode_from=n, reconstruct=inpaint, predict_flow=predict_flow,
           method=model.train_outputs, mutable=["batch_stats"])
       logits = out["logits"]
-      terms = {"au": _global_mean(*losses.weighted_bce_sum(logits[:n], lab["label"],
+      terms = {"au": global_mean(*losses.weighted_bce_sum(logits[:n], lab["label"],
                                                            au_weights))}
       total = terms["au"]
       if inpaint:
         reconstruction = out["reconstruction"]
-        pixels = _pool_to(targets["pixels"], reconstruction.shape[1])
-        mask = _pool_to(targets["mask"][..., None].astype(jnp.float32), reconstruction.shape[1])
+        pixels = pool_to(targets["pixels"], reconstruction.shape[1])
+        mask = pool_to(targets["mask"][..., None].astype(jnp.float32), reconstruction.shape[1])
         error = jnp.abs(reconstruction - pixels) * mask
-        terms["inpainting"] = _global_mean(error.sum(), 3.0 * mask.sum())
+        terms["inpainting"] = global_mean(error.sum(), 3.0 * mask.sum())
         total += w.inpainting.weight * terms["inpainting"]
       if predict_flow:
         face = targets["face"].astype(jnp.float32)
         epe = jnp.sqrt(jnp.sum((out["flow"] - targets["flow"]) ** 2, axis=-1) + 1e-6)
-        terms["flow"] = _global_mean((epe * face).sum(), face.sum())
+        terms["flow"] = global_mean((epe * face).sum(), face.sum())
         total += w.flow.weight * terms["flow"]
       if semi:
         loss_sum, _ = losses.weighted_bce_sum(logits[n:], targets["pseudo"], au_weights)
-        terms["semi"] = _global_mean(loss_sum, jnp.float32(targets["pseudo"].size))
+        terms["semi"] = global_mean(loss_sum, jnp.float32(targets["pseudo"].size))
         total += w.semi.weight * rampup(state.step, w.semi.rampup_steps) * terms["semi"]
       return total, (terms, new_vars["batch_stats"])
 
-    (local_loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
-    grads = jax.lax.psum(grads, AXIS)
+    (local_loss, (terms, batch_stats)), grads = global_value_and_grad(loss_fn, state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     teacher = state.teacher
