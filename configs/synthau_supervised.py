@@ -9,7 +9,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.method = "supervised"  # supervised | wsrtl (configs/synthau_wsrtl.py).
+  c.method = "supervised"  # supervised | wsrtl | clp (configs/synthau_wsrtl.py, synthau_clp.py).
   c.seed = 0
   c.num_train_steps = 1600
   c.global_batch_size = 32
@@ -35,10 +35,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.clip_stride = 1  # Frames between consecutive clip frames.
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "au_detector"  # au_detector (global pooling) | wsrtl (AU tokens, decoders).
+  c.model.name = "au_detector"  # au_detector (global pooling) | wsrtl | clp (their configs).
   c.model.backbone = "resnet18"
   c.model.width = 32  # Channels of the first stage (64 is the standard ResNet).
   c.model.dtype = "float32"  # Compute dtype: float32 or bfloat16; parameters stay float32.
+  c.model.init_from = ""  # A pretraining workdir (e.g. CLP's) to start the backbone from.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2e-3

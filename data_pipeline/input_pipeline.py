@@ -138,6 +138,11 @@ def _labelled(ds: tf.data.Dataset, fraction: float) -> tf.data.Dataset:
   return ds.map(relabel)
 
 
+def _labelled_only(ds: tf.data.Dataset, fraction: float) -> tf.data.Dataset:
+  """The frames that keep their labels."""
+  return _labelled(ds, fraction).filter(lambda ex: tf.reduce_any(ex["au_occurrence"] >= 0))
+
+
 def _unlabelled(ex: dict) -> dict:
   return {**ex, "au_occurrence": -tf.ones_like(ex["au_occurrence"])}
 
@@ -179,9 +184,10 @@ def _units(ds: tf.data.Dataset, num_frames: int, offset: int, frame_step: int) -
 
 def _shuffled_units(config, builder, splits: FoldSplits, kind: str, seed: int) -> tf.data.Dataset:
   ds = records(builder, splits.train)
-  ds = ds.map(_unlabelled) if kind == "unlabelled" else _labelled(ds, config.data.label_fraction)
   if kind == "labelled":
-    ds = ds.filter(lambda ex: tf.reduce_any(ex["au_occurrence"] >= 0))
+    ds = _labelled_only(ds, config.data.label_fraction)
+  else:
+    ds = ds.map(_unlabelled) if kind == "unlabelled" else _labelled(ds, config.data.label_fraction)
   ds = _units(ds.cache().repeat(), *unit_frames(kind, config.data), splits.frame_step)
   return ds.shuffle(config.data.shuffle_buffer, seed=seed)
 
@@ -282,18 +288,30 @@ def train_batches(config: ml_collections.ConfigDict, builder, splits: FoldSplits
 
 
 def eval_batches(config: ml_collections.ConfigDict, builder, splits: FoldSplits, which: str,
-                 local_batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-  """One pass over `which` ('validation' or 'test'), centre-cropped, last batch padded.
+                 local_batch_size: int, labelled_only: bool = False
+                 ) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over `which` ('train', 'validation' or 'test'), centre-cropped, last batch
+  padded; `labelled_only`: just the frames that keep their labels (`data.label_fraction`).
 
-  Each batch has `mask` (1 for real frames) so padding never enters the metrics.
+  Each batch has `mask` (1 for real frames) so padding never enters the metrics, and
+  `sequence_id` (a hash of each frame's sequence name).
   """
   decode = functools.partial(augment.decode_unit, num_frames=1, frame_size=splits.frame_size,
                              config=config.data, seed=None)
   augment_batch = functools.partial(augment.augment_batch, frame_size=splits.frame_size,
                                     config=config.data)
-  ds = _host_share(_units(records(builder, getattr(splits, which)), 1, 1, splits.frame_step))
-  ds = ds.map(lambda unit: _decoded(decode(0, unit)), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size).map(lambda batch: _squeezed(augment_batch(batch), True))
+  ds = records(builder, getattr(splits, which))
+  if labelled_only:
+    ds = _labelled_only(ds, config.data.label_fraction)
+  ds = _host_share(_units(ds, 1, 1, splits.frame_step))
+
+  def decoded(unit):
+    sequence_id = tf.cast(tf.strings.to_hash_bucket_fast(unit["sequence"], 2**31 - 1), tf.int32)
+    return {**_decoded(decode(0, unit)), "sequence_id": sequence_id}
+
+  ds = ds.map(decoded, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(local_batch_size).map(lambda batch: {
+      **_squeezed(augment_batch(batch), True), "sequence_id": batch["sequence_id"][:, 0]})
   ds = ds.prefetch(tf.data.AUTOTUNE)
   for batch in ds.as_numpy_iterator():
     n = batch["label"].shape[0]

@@ -15,23 +15,28 @@ WSRTL_TINY = {"wsrtl.pairs_batch_size": 8, "model.token_dim": 16, "model.relatio
               "wsrtl.flow.levels": 2}
 
 
-@pytest.mark.parametrize("method", ["supervised", "wsrtl"])
+CLP_TINY = {"global_batch_size": 4, "model.code_dim": 16, "clp.queue_size": 64}
+EXTRA = {"supervised": ({}, 2), "wsrtl": (WSRTL_TINY, 4), "clp": (CLP_TINY, 8)}
+
+
+@pytest.mark.parametrize("method", ["supervised", "wsrtl", "clp"])
 def test_bench_without_tensorflow(method):
-  extra = WSRTL_TINY if method == "wsrtl" else {}
+  extra, per_device = EXTRA[method]
   overrides = [f"--config.{k}={v}" for k, v in {**TINY_OVERRIDES, **extra}.items()]
   result = run_cli([sys.executable, "-c", BLOCK_TF_AND_RUN, "bench", "--config",
                     f"configs/synthau_{method}.py", "--steps", "2", *overrides])
   assert result.returncode == 0, result.stderr[-3000:]
   line = json.loads(result.stdout.strip().splitlines()[-1])
   assert line["method"] == method
-  # Frames the student sees per device: labelled (8 / 4), plus the pairs' first frames (8 / 4).
-  assert line["devices"] == 4 and line["per_device_batch"] == (4 if extra else 2)
+  # Frames the student sees per device: labelled (8 / 4), plus the pairs' first frames (8 / 4)
+  # for WSRTL; for CLP, 4 units of 2 clips of 4 frames over 4 devices.
+  assert line["devices"] == 4 and line["per_device_batch"] == per_device
   assert line["images_per_sec"] > 0
   assert abs(line["images_per_sec_per_device"] * 4 - line["images_per_sec"]) < 0.1
   assert line["step_ms"] > 0 and line["compile_s"] > 0
   assert line["flops_per_image"] > 1e6
   assert line["mfu"] is None  # No known peak for CPU.
-  if extra:  # The flow targets alone, timed on the same devices.
+  if method == "wsrtl":  # The flow targets alone, timed on the same devices.
     assert 0 < line["flow_target_ms"] < line["step_ms"]
     assert line["flow_share"] == pytest.approx(line["flow_target_ms"] / line["step_ms"], rel=0.01)
 

@@ -63,6 +63,10 @@ def synthetic_batch(config: ml_collections.ConfigDict, num_aus: int, seed: int =
   """A host batch of the shapes `config.method`'s step consumes."""
   rng = np.random.default_rng(seed)
   size, b = config.data.image_size, config.global_batch_size
+  if methods.is_pretraining(config):  # Cross-identity units: 2 clips of clip_length frames.
+    units = _synthetic_frames(rng, (b, 2, config.data.clip_length), size)
+    return {"image": units["image"], "flip": rng.random((b, 2)) < 0.5,
+            "jitter": np.tile(np.float32([10.0, 1.1, 0.9]), (b, 2, 1))}
   labelled = _synthetic_frames(rng, (b,), size)
   labelled["label"] = rng.integers(0, 2, (b, num_aus), dtype=np.int32)
   if not methods.is_wsrtl(config):

@@ -11,14 +11,17 @@ from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, L
 SELECTION_METRIC = "val_avg_f1"
 
 
-def checkpoint_manager(workdir: str, keep_latest: int) -> ocp.CheckpointManager:
-  """Manager over `workdir/checkpoints`. Unfinished (e.g. killed mid-save) steps are ignored and
-  their temporary folders removed."""
+def checkpoint_manager(workdir: str, keep_latest: int, scored: bool = True
+                       ) -> ocp.CheckpointManager:
+  """Manager over `workdir/checkpoints`; `scored` (runs with a validation score) also keeps the
+  best on validation. Unfinished (e.g. killed mid-save) steps are ignored and their temporary
+  folders removed."""
   score = lambda metrics: metrics[SELECTION_METRIC]
-  policy = AnyPreservationPolicy([LatestN(n=keep_latest), BestN(get_metric_fn=score, n=1)])
+  keep = [LatestN(n=keep_latest)] + ([BestN(get_metric_fn=score, n=1)] if scored else [])
   # best_fn also makes orbax write the metrics with each step, so best_step() survives restarts.
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=score,
-                                         best_mode="max", cleanup_tmp_directories=True,
+  options = ocp.CheckpointManagerOptions(preservation_policy=AnyPreservationPolicy(keep),
+                                         best_fn=score if scored else None, best_mode="max",
+                                         cleanup_tmp_directories=True,
                                          enable_async_checkpointing=True)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                options=options)

@@ -1,4 +1,4 @@
-"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,bench,compare,report} ...`.
+"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,linear_eval,bench,compare,report}`.
 
 Heavy imports (TensorFlow, the data path) happen inside the commands that need them, so `bench`
 runs where TensorFlow is not installed.
@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only our inp
 
 import ml_collections
 
-from wsrtl_jax.config_loading import load_config, override_config
+from wsrtl_jax.config_loading import load_config, override_config, saved_config
 from wsrtl_jax.errors import UserError
 
 USAGE = """python -m wsrtl_jax COMMAND [options]
@@ -24,6 +24,9 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
   train     --config FILE [--config.KEY=VALUE ...] --workdir DIR   train (resumes if DIR has checkpoints)
             [--distributed [--coordinator HOST:PORT --num_processes N --process_id I]]
   evaluate  --workdir DIR [--split test|validation] [--step N]     re-evaluate a trained run
+  linear_eval --workdir PRETRAIN_DIR --config FILE [--config.KEY=VALUE ...] [--out DIR]
+            [--random_init]    probe a pretraining run's frozen features (or the same network
+                               untrained): AU F1 from a linear head, identity accuracy
   bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
             [--input]                                               or the input streams (frames/s)
             [--peer]                                                and the PyTorch peer's step, same shapes
@@ -54,12 +57,14 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
       rest.append(arg)
     i += 1
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
-  parser.add_argument("command", choices=["prepare", "train", "evaluate", "bench", "compare",
-                                              "report"])
+  parser.add_argument("command", choices=["prepare", "train", "evaluate", "linear_eval", "bench",
+                                          "compare", "report"])
   parser.add_argument("dirs", nargs="*", help="the workdirs of `compare` and `report`")
   parser.add_argument("--markdown", action="store_true")
   parser.add_argument("--config")
   parser.add_argument("--workdir")
+  parser.add_argument("--out")
+  parser.add_argument("--random_init", action="store_true")
   parser.add_argument("--split", default="test", choices=["test", "validation"])
   parser.add_argument("--step", type=int)
   parser.add_argument("--steps", type=int, default=20)
@@ -93,14 +98,6 @@ def _require_workdir(args: argparse.Namespace) -> str:
   return args.workdir
 
 
-def _saved_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise UserError(f"'{path}' does not exist; is '{workdir}' a training workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
 def _initialize_distributed(args: argparse.Namespace) -> None:
   """One process per host: `jax.distributed.initialize`, which detects TPU pods, SLURM and
   similar clusters by itself; elsewhere (e.g. CPU processes on one machine) pass the three flags."""
@@ -127,9 +124,16 @@ def run(argv: list[str]) -> None:
     train.train_and_evaluate(config, workdir)
   elif args.command == "evaluate":
     workdir = _require_workdir(args)
-    config = override_config(_saved_config(workdir), overrides)
+    config = override_config(saved_config(workdir), overrides)
     from wsrtl_jax import train
     train.evaluate_checkpoint(config, workdir, args.split, step=args.step)
+  elif args.command == "linear_eval":
+    config = _config(args, overrides)
+    if "linear" not in config:
+      raise UserError(f"linear_eval needs a config with a `linear` section, such as "
+                      f"configs/synthau_clp_linear.py; '{args.config}' has none")
+    from wsrtl_jax import linear_eval
+    linear_eval.linear_eval(config, _require_workdir(args), args.out, args.random_init)
   elif args.command == "bench" and args.input:
     from data_pipeline import input_bench
     for record in input_bench.benchmark_input(_config(args, overrides)):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import importlib.util
 import os
 import sys
@@ -73,3 +74,12 @@ def override_config(config: ml_collections.ConfigDict, overrides: dict[str, str]
   for key, text in overrides.items():
     apply_override(config, key, text)
   return config
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a training run wrote to `workdir/config.json`."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise UserError(f"'{path}' does not exist; is '{workdir}' a training workdir?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))

@@ -6,6 +6,11 @@ import os
 from wsrtl_jax.logging_utils import read_jsonl
 
 
+# What CLP logs of its contrastive tasks: the share of queries whose positive key beats the queue,
+# and the share of clip frame pairs in temporal order.
+PRETRAINING_ACCURACIES = ("nce_top1", "tcl_ordered")
+
+
 def _pyplot():
   import matplotlib
   matplotlib.use("Agg")  # Files only; no display.
@@ -14,22 +19,24 @@ def _pyplot():
 
 
 def plot_training_curves(workdir: str) -> str:
-  """`workdir/training_curves.png`: loss, learning rate and validation average F1 by step."""
+  """`workdir/training_curves.png`: loss (and its terms), learning rate, and validation average
+  F1 by step; for pretraining, which has no validation, the contrastive accuracies instead."""
   plt = _pyplot()
   rows, val = read_jsonl(os.path.join(workdir, "metrics.jsonl")), read_jsonl(
       os.path.join(workdir, "validation.jsonl"))
   fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-  panels = [(rows, "loss", "training loss"), (rows, "learning_rate", "learning rate"),
-            (val, "val_avg_f1", "validation average F1")]
-  for ax, (data, key, title) in zip(axes, panels):
-    ax.plot([r["step"] for r in data], [r[key] for r in data], marker="o" if data is val else None,
-            label=key)
-    if key == "loss":  # A method's loss terms (loss_au, loss_flow, ...) beside the total.
-      for term in sorted({k for r in data for k in r if k.startswith("loss_")}):
-        ax.plot([r["step"] for r in data if term in r], [r[term] for r in data if term in r],
-                label=term, lw=0.8)
-      if len(ax.get_lines()) > 1:
-        ax.legend(fontsize=7)
+  last = ((val, ["val_avg_f1"], "validation average F1") if val else
+          (rows, [k for k in PRETRAINING_ACCURACIES if rows and k in rows[-1]],
+           "contrastive accuracies"))
+  terms = sorted({k for r in rows for k in r if k.startswith("loss_")})
+  panels = [(rows, ["loss"] + terms, "training loss"),
+            (rows, ["learning_rate"], "learning rate"), last]
+  for ax, (data, keys, title) in zip(axes, panels):
+    for key in keys:  # A method's loss terms (loss_au, loss_flow, ...) beside the total.
+      ax.plot([r["step"] for r in data if key in r], [r[key] for r in data if key in r],
+              marker="o" if data is val else None, label=key, lw=1.5 if key == keys[0] else 0.8)
+    if len(keys) > 1:
+      ax.legend(fontsize=7)
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -76,37 +83,59 @@ def flow_to_rgb(flow, max_magnitude: float | None = None):
   return hsv_to_rgb(hsv)
 
 
-def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:
-  """One row per frame: intact input, masked input, reconstruction, target flow and predicted
-  flow (both flows on the colour scale of the row's largest target vector; the largest vector of
-  each, in pixels of the 1/4 map, in the row's label)."""
-  import numpy as np
+def _image_grid(cells: list[list], titles: list[str], path: str, title: str = "",
+                row_labels: list[str] | None = None, cell_inches: float = 2.2) -> str:
+  """Saves a grid of images (rows of arrays, uint8 or [0, 1] RGB) with column titles and
+  optional row labels."""
   plt = _pyplot()
-  rows = len(samples["input"])
-  columns = [("input", "input"), ("masked", "masked AU regions"),
-             ("reconstruction", "masked regions rebuilt"), ("target_flow", "target flow (TV-L1)"),
-             ("predicted_flow", "predicted flow (1 frame)")]
-  fig, axes = plt.subplots(rows, len(columns), figsize=(2.2 * len(columns), 2.2 * rows),
+  rows, columns = len(cells), len(titles)
+  fig, axes = plt.subplots(rows, columns, figsize=(cell_inches * columns, cell_inches * rows),
                            squeeze=False)
-  for r in range(rows):
-    largest = {key: float(np.hypot(*np.moveaxis(np.asarray(samples[key][r]), -1, 0)).max())
-               for key in ("target_flow", "predicted_flow")}
-    scale = max(largest["target_flow"], 0.1)
-    for c, (key, name) in enumerate(columns):
-      image = np.asarray(samples[key][r])
-      shown = flow_to_rgb(image, scale) if key.endswith("flow") else image.astype(np.uint8)
+  for r, row in enumerate(cells):
+    for c, image in enumerate(row):
       ax = axes[r, c]
-      ax.imshow(shown, interpolation="nearest")
+      ax.imshow(image, interpolation="nearest")
       ax.set_xticks([])
       ax.set_yticks([])
       if r == 0:
-        ax.set_title(name, fontsize=9)
-      if c == 0:
-        ax.set_ylabel(f"largest flow: target {largest['target_flow']:.2f} px,\n"
-                      f"predicted {largest['predicted_flow']:.2f} px", fontsize=7)
+        ax.set_title(titles[c], fontsize=9)
+      if c == 0 and row_labels:
+        ax.set_ylabel(row_labels[r], fontsize=7)
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:
+  """One row per frame: intact input, masked input, reconstruction, target flow and predicted
+  flow (both flows on the colour scale of the row's largest target vector; the largest vector of
+  each, in pixels of the 1/4 map, in the row's label)."""
+  import numpy as np
+  columns = [("input", "input"), ("masked", "masked AU regions"),
+             ("reconstruction", "masked regions rebuilt"), ("target_flow", "target flow (TV-L1)"),
+             ("predicted_flow", "predicted flow (1 frame)")]
+  cells, labels = [], []
+  for r in range(len(samples["input"])):
+    largest = {key: float(np.hypot(*np.moveaxis(np.asarray(samples[key][r]), -1, 0)).max())
+               for key in ("target_flow", "predicted_flow")}
+    scale = max(largest["target_flow"], 0.1)
+    cells.append([flow_to_rgb(samples[key][r], scale) if key.endswith("flow")
+                  else np.asarray(samples[key][r]).astype(np.uint8) for key, _ in columns])
+    labels.append(f"largest flow: target {largest['target_flow']:.2f} px,\n"
+                  f"predicted {largest['predicted_flow']:.2f} px")
+  return _image_grid(cells, [name for _, name in columns], path, title, labels)
+
+
+def plot_cir_samples(samples: dict, path: str, title: str = "") -> str:
+  """One row per pair of people A, B: A, B, each rebuilt from its own codes, and each rebuilt
+  from its AU code with the other's identity code."""
+  import numpy as np
+  columns = [("faces", 0, "A"), ("faces", 1, "B"), ("own", 0, "A rebuilt"),
+             ("own", 1, "B rebuilt"), ("swapped", 0, "AU of A, identity of B"),
+             ("swapped", 1, "AU of B, identity of A")]
+  cells = [[np.asarray(samples[key][r, person]).astype(np.uint8) for key, person, _ in columns]
+           for r in range(len(samples["faces"]))]
+  return _image_grid(cells, [name for *_, name in columns], path, title, cell_inches=2.0)

@@ -14,8 +14,8 @@ from jax.experimental import multihost_utils
 
 from data_pipeline import augment, input_pipeline
 from data_pipeline.au_sets import CENTRE_AUS
-from wsrtl_jax import (checkpointing, evaluation, losses, methods, models, parallel, plots,
-                       training, wsrtl_training)
+from wsrtl_jax import (checkpointing, clp_training, evaluation, image_ops, losses, methods,
+                       models, parallel, plots, pretrained, training, wsrtl_training)
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.logging_utils import MetricsLog, Progress
 from wsrtl_jax.preemption import PreemptionWatch
@@ -67,12 +67,16 @@ def _local_batch(b: int, name: str, mesh) -> int:
 
 _LABELLED_KEYS = ("image", "flip", "jitter", "label", "au_centres")
 _PAIR_KEYS = ("image", "flip", "jitter", "au_centres", "landmarks")
+_UNIT_KEYS = ("image", "flip", "jitter")
 
 
 def training_inputs(config, builder, splits, mesh, start: int):
   """This host's training batches from step `start`: labelled frames, and for WSRTL also
-  unlabelled frame pairs ({"labelled": ..., "pairs": ...})."""
+  unlabelled frame pairs ({"labelled": ..., "pairs": ...}); for CLP, cross-identity units."""
   local = _local_batch(config.global_batch_size, "global_batch_size", mesh)
+  if methods.is_pretraining(config):
+    units = input_pipeline.train_stream(config, builder, splits, "cross_identity", local, start)
+    return ({k: u[k] for k in _UNIT_KEYS} for u in units)
   labelled = ({k: b[k] for k in _LABELLED_KEYS}
               for b in input_pipeline.train_batches(config, builder, splits, local, start))
   if not methods.is_wsrtl(config):
@@ -108,27 +112,57 @@ def write_wsrtl_samples(config: ml_collections.ConfigDict, builder, splits, mode
   return plots.plot_wsrtl_samples(out, os.path.join(workdir, "wsrtl_samples.png"), title)
 
 
-def evaluate_split(predict, state, config, builder, splits, which: str, mesh) -> dict:
-  """AU metrics of `state` on the whole `which` split, gathered from every host."""
+def gather_split(fn, state, config, builder, splits, which: str, mesh,
+                 labelled_only: bool = False) -> dict[str, np.ndarray]:
+  """`fn(state, images, au_centres)` over the whole `which` split (see
+  input_pipeline.eval_batches), gathered from every host with each frame's `label`, `identity`
+  and `sequence_id`: {"output", "label", "identity", "sequence_id"}."""
   local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
   crop = augment.crop_size(splits.frame_size, config.data)
   padding = {"image": np.zeros((local, crop, crop, 3), np.uint8),
              "au_centres": np.zeros((local, len(CENTRE_AUS), 2, 2), np.float32),
              "label": np.zeros((local, len(splits.aus)), np.int32),
+             "identity": np.zeros((local,), np.int32),
+             "sequence_id": np.zeros((local,), np.int32),
              "mask": np.zeros((local,), np.int32)}
-  probs, labels = [], []
-  batches = input_pipeline.eval_batches(config, builder, splits, which, local)
+  kept = {"output": [], "label": [], "identity": [], "sequence_id": []}
+  batches = input_pipeline.eval_batches(config, builder, splits, which, local, labelled_only)
   for batch in parallel.in_lockstep(batches, padding):
     g = parallel.to_global_batch({k: batch[k] for k in padding}, mesh)
-    probabilities = predict(state, g["image"], g["au_centres"])
     out = multihost_utils.process_allgather(
-        {"p": probabilities, "label": g["label"], "mask": g["mask"]}, tiled=True)
+        {"output": fn(state, g["image"], g["au_centres"]),
+         **{k: g[k] for k in ("label", "identity", "sequence_id", "mask")}}, tiled=True)
     keep = np.asarray(out["mask"]) == 1
-    probs.append(np.asarray(out["p"])[keep])
-    labels.append(np.asarray(out["label"])[keep])
-  probs, labels = np.concatenate(probs), np.concatenate(labels)
-  result = evaluation.au_metrics(probs, labels, splits.aus, config.eval.threshold)
-  result["chance_all_positive"] = evaluation.all_positive_f1(labels, splits.aus)["per_au_f1"]
+    for key, values in kept.items():
+      values.append(np.asarray(out[key])[keep])
+  return {key: np.concatenate(values) for key, values in kept.items()}
+
+
+def write_cir_samples(config: ml_collections.ConfigDict, builder, splits, model, state,
+                      workdir: str, num_pairs: int = 6) -> str:
+  """`workdir/cir_samples.png`: pairs of test subjects, each face rebuilt from its own codes and
+  from its AU code with the other person's identity code."""
+  test = dataclasses.replace(splits, train=splits.test)
+  units = next(input_pipeline.train_stream(config, builder, test, "cross_identity", num_pairs))
+  size = config.data.image_size
+  anchors = units["image"][:, :, 0]  # [P, 2, C, C, 3]: each clip's first frame.
+  faces = image_ops.finish_images(anchors.reshape(2 * num_pairs, *anchors.shape[2:]),
+                                  units["flip"].reshape(-1), units["jitter"].reshape(-1, 3), size)
+  variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  swap = clp_training.make_swap_fn(model, config)
+  out = jax.device_get(swap(variables, faces.reshape(num_pairs, 2, size, size, 3)))
+  title = (f"CLP cross-identity reconstruction, {config.data.name} test subjects, after "
+           f"{config.num_train_steps} steps")
+  return plots.plot_cir_samples(out, os.path.join(workdir, "cir_samples.png"), title)
+
+
+def evaluate_split(predict, state, config, builder, splits, which: str, mesh) -> dict:
+  """AU metrics of `state` on the whole `which` split, gathered from every host."""
+  frames = gather_split(predict, state, config, builder, splits, which, mesh)
+  result = evaluation.au_metrics(frames["output"], frames["label"], splits.aus,
+                                 config.eval.threshold)
+  result["chance_all_positive"] = evaluation.all_positive_f1(frames["label"],
+                                                             splits.aus)["per_au_f1"]
   return result
 
 
@@ -152,18 +186,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   mesh, builder, splits, model, optimizer, state = setup(config)
   is_chief = jax.process_index() == 0
 
-  au_weights = jnp.asarray(_au_weights(
+  pretraining = methods.is_pretraining(config)
+  au_weights = None if pretraining else jnp.asarray(_au_weights(
       input_pipeline.training_labels(config, builder, splits)))
   schedule = training.learning_rate_schedule(config)
   train_step = parallel.shard_step(
       methods.make_step(config, model, optimizer, schedule, au_weights), mesh)
   predict = training.make_predict_fn(model, config.data.image_size)
 
-  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
+  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints, not pretraining)
   start = manager.latest_step() or 0
   if start:
     state = checkpointing.restore(manager, start, state)
     print(f"Resumed from {workdir}/checkpoints step {start}.", flush=True)
+  elif config.model.get("init_from"):
+    state = parallel.replicate(
+        pretrained.with_backbone_of(jax.device_get(state), config.model.init_from), mesh)
   log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
   val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
   batches = parallel.prefetch_to_mesh(training_inputs(config, builder, splits, mesh, start),
@@ -188,7 +226,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
       window_start, window_steps = time.time(), 0
     progress.update(step, f"loss {float(metrics['loss']):.4f}" if step % config.log_every == 0
                     else "")
-    if step % config.checkpoint_every == 0 or step == total:
+    if (step % config.checkpoint_every == 0 or step == total) and pretraining:
+      checkpointing.save(manager, step, state)  # No labels: the latest checkpoint is the one.
+      progress.print(f"step {step}: checkpoint saved")
+      window_start, window_steps = time.time(), 0
+    elif step % config.checkpoint_every == 0 or step == total:
       val = evaluate_split(predict, state, config, builder, splits, "validation", mesh)
       val_log.write(step, {"val_avg_f1": val["avg_f1"], "val_auc": val["auc"]})
       checkpointing.save(manager, step, state, val["avg_f1"])
@@ -208,6 +250,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
     plots.plot_training_curves(workdir)
     if methods.is_wsrtl(config):
       write_wsrtl_samples(config, builder, splits, model, state, workdir)
+    if pretraining:
+      write_cir_samples(config, builder, splits, model, state, workdir)
+  if pretraining:
+    progress.print(f"Pretrained {total} steps. Evaluate the representation with: python -m "
+                   f"wsrtl_jax linear_eval --workdir {workdir} --config CONFIG")
+    return {"step": total}
   return evaluate_checkpoint(config, workdir, "test", (mesh, builder, splits, model, state),
                              manager)
 

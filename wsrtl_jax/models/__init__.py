@@ -8,10 +8,11 @@ import ml_collections
 from data_pipeline.au_sets import CENTRE_AUS, aus_of
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.models.resnet import BACKBONES, ResNet
+from wsrtl_jax.models.clp import CLPNet
 from wsrtl_jax.models.wsrtl import WSRTLNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-MODELS = ("au_detector", "wsrtl")
+MODELS = ("au_detector", "wsrtl", "clp")
 
 
 class AUDetector(nn.Module):
@@ -43,8 +44,12 @@ def build_model(config: ml_collections.ConfigDict, num_aus: int,
   dtype = DTYPES[config.model.dtype]
   backbone = ResNet(**BACKBONES[config.model.backbone], width=config.model.width,
                     dtype=dtype, bn_axis_name=bn_axis_name)
-  if config.model.get("name", MODELS[0]) == "au_detector":
+  name = config.model.get("name", MODELS[0])
+  if name == "au_detector":
     return AUDetector(backbone=backbone, num_aus=num_aus)
+  if name == "clp":
+    return CLPNet(backbone=backbone, code_dim=config.model.code_dim,
+                  image_size=config.data.image_size, dtype=dtype)
   aus = aus_of(config.data.name)
   if len(aus) != num_aus or any(au not in CENTRE_AUS for au in aus):
     raise UserError(f"model.name=wsrtl needs an AU centre for every AU of {config.data.name} "

@@ -1,0 +1,43 @@
+"""CLP pretraining on SynthAU's unlabelled clips (no AU labels are read).
+
+`synthau_supervised`'s backbone, input and optimiser. Each step takes `global_batch_size`
+cross-identity units: two clips (different people) of `data.clip_length` frames
+`data.clip_stride` apart, so 8 units are 64 frames. Evaluate the pretrained AU code with
+  python -m wsrtl_jax linear_eval --workdir DIR --config configs/synthau_clp_linear.py
+Ablations are overrides of the weights (docs/RESULTS.md has the table and every command):
+  --config.clp.tcl.weight=0                                  without the temporal margin (TCL)
+  --config.clp.cir.weight=0 --config.clp.cir.cycle_weight=0  without cross-identity reconstruction
+  all three                                                  plain MoCo v2 on the same frames
+"""
+import ml_collections
+
+from configs import synthau_supervised
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = synthau_supervised.get_config()
+  c.method = "clp"
+  c.global_batch_size = 8  # Cross-identity units per step (2 clips each).
+  c.num_train_steps = 600
+  c.checkpoint_every = 200
+  c.optim.warmup_steps = 30
+  c.data.clip_length = 4
+  c.data.clip_stride = 2  # Frames 0, 2, 4, 6 of a sequence: a clip of 7 frames' span.
+
+  c.model.name = "clp"
+  c.model.code_dim = 128  # AU code and identity code.
+
+  c.clp = ml_collections.ConfigDict()
+  c.clp.temperature = 0.2  # MoCo v2.
+  c.clp.queue_size = 4096  # Negative keys; every step enqueues the keys of all its frames.
+  c.clp.momentum = 0.99  # EMA decay of the momentum (key) encoder.
+  c.clp.view = ml_collections.ConfigDict()  # The key's view of each frame, drawn on device:
+  c.clp.view.min_scale = 0.7  # a square crop of 0.7-1 of the side, resized back,
+  c.clp.view.color_jitter = 0.4  # and colour jitter of this strength (and a flip).
+  c.clp.tcl = ml_collections.ConfigDict()
+  c.clp.tcl.weight = 1.0  # 0 turns the temporal margin ranking off.
+  c.clp.tcl.margin = 0.05  # Similarity drop required per frame of distance from the anchor.
+  c.clp.cir = ml_collections.ConfigDict()
+  c.clp.cir.weight = 1.0  # L1 of a frame rebuilt with the identity code of another of its clip.
+  c.clp.cir.cycle_weight = 1.0  # 1 - cos of the AU code of a face rebuilt across identities.
+  return c

@@ -1,0 +1,195 @@
+"""The per-device CLP pretraining step (no labels): MoCo v2 InfoNCE against a queue of momentum
+keys, temporal contrastive learning (TCL) within each clip, and cross-identity reconstruction
+(CIR), each switched on by a weight above zero in `config.clp` (so that ablations are config
+overrides; all three extra weights at 0 is plain MoCo v2 on the same frames).
+
+A step takes cross-identity units [B, 2, T, ...]: two clips of T frames of two different people.
+Every frame is a query (the student's AU code of the frame as streamed) whose positive key is the
+momentum encoder's AU code of a second view of the same frame (another crop, flip and colour
+jitter, drawn here once per clip, so all frames of a clip share it). TCL ranks, for each clip's first frame (the anchor), its similarity to the
+keys of the clip's frames: each frame further away must be less similar by at least `margin` per
+frame of distance. CIR rebuilds every frame from its AU code and the identity code of the next
+frame of its clip (same person); and, across the unit's two people, the AU code of A's anchor
+rebuilt with B's identity, encoded again, must match A's AU code (the cycle), and the other way
+round.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from wsrtl_jax import image_ops
+from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
+from wsrtl_jax.models.resnet import normalize_image
+from wsrtl_jax.models.wsrtl import denormalize
+from wsrtl_jax.parallel import AXIS
+from wsrtl_jax.training import TrainState
+
+
+def _normalize(x: jnp.ndarray) -> jnp.ndarray:
+  return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
+
+
+def initial_queue(config: ml_collections.ConfigDict) -> jnp.ndarray:
+  """Random unit vectors [queue_size, code_dim], as MoCo starts."""
+  shape = (config.clp.queue_size, config.model.code_dim)
+  return _normalize(jax.random.normal(jax.random.key(config.seed + 1), shape))
+
+
+def gather_rows(local: jnp.ndarray) -> jnp.ndarray:
+  """Every device's rows [N, ...] -> the global batch [devices * N, ...] in device order, the
+  same on every device (a psum of each device's rows placed at its offset, which the step's
+  replicated outputs can hold, unlike an all_gather's)."""
+  devices, n = jax.lax.psum(1, AXIS), local.shape[0]
+  placed = jax.lax.dynamic_update_slice_in_dim(
+      jnp.zeros((devices * n, *local.shape[1:]), local.dtype), local,
+      jax.lax.axis_index(AXIS) * n, axis=0)
+  return jax.lax.psum(placed, AXIS)
+
+
+def second_view(images: jnp.ndarray, draw: jnp.ndarray, min_scale: float, jitter: float
+                ) -> jnp.ndarray:
+  """Another view of each image [N, S, S, 3] (0-255) from uniform draws [N, 7]: a square crop of
+  side min_scale..1 of the image at a random place resized back to S, a flip with probability
+  1/2, and colour jitter of strength `jitter`."""
+  n, size = images.shape[0], images.shape[1]
+  side = min_scale + (1.0 - min_scale) * draw[:, 0]
+  offset = draw[:, 1:3] * (1.0 - side)[:, None] * size  # [N, (x, y)]
+
+  def crop(image, side, offset):
+    scale = 1.0 / side
+    return jax.image.scale_and_translate(
+        image, image.shape, (0, 1), jnp.stack([scale, scale]), -offset[::-1] * scale,
+        "linear", antialias=False)
+
+  views = jax.vmap(crop)(images, side, offset)
+  views = jnp.where((draw[:, 3] < 0.5)[:, None, None, None], views[:, :, ::-1], views)
+  low = jnp.array([-127.5 * jitter, 1 - jitter, 1 - jitter])
+  high = jnp.array([127.5 * jitter, 1 + jitter, 1 + jitter])
+  return image_ops.colour_jitter(views, low + (high - low) * draw[:, 4:7]).reshape(n, size, size, 3)
+
+
+def info_nce(queries: jnp.ndarray, keys: jnp.ndarray, queue: jnp.ndarray, temperature: float
+             ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Per-query InfoNCE loss [N] (the positive is the query's key, the negatives the queue) and
+  whether the positive scored highest [N]; every vector unit length."""
+  positive = jnp.sum(queries * keys, axis=-1, keepdims=True)
+  logits = jnp.concatenate([positive, queries @ queue.T], axis=1) / temperature
+  return -jax.nn.log_softmax(logits)[:, 0], jnp.argmax(logits, axis=1) == 0
+
+
+def temporal_margin(similarities: jnp.ndarray, margin: float) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """TCL's margin ranking over the anchor's similarities [C, T] to the frames of its clip (the
+  anchor is frame 0): for each pair j < k, max(0, margin (k - j) - (s_j - s_k)). Returns the sum
+  over pairs [C] and the share of pairs in the right order [C]."""
+  t = similarities.shape[1]
+  j, k = np.triu_indices(t, 1)
+  gap = similarities[:, j] - similarities[:, k]
+  violation = jax.nn.relu(margin * (k - j) - gap)
+  return violation.sum(axis=1), jnp.mean(gap > 0, axis=1)
+
+
+def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule,
+                    config: ml_collections.ConfigDict) -> Callable:
+  """Per-device CLP step over cross-identity units; reduces over the mesh axis `data` like
+  training.make_train_step, and enqueues the keys of every device."""
+  c, size = config.clp, config.data.image_size
+  tcl, rebuild, cycle = c.tcl.weight > 0, c.cir.weight > 0, c.cir.cycle_weight > 0
+  identity = rebuild or cycle
+
+  def train_step(state: TrainState, batch: dict):
+    image = batch["image"]
+    b, _, t = image.shape[:3]
+    clips = 2 * b  # Clip 2u is person A of unit u, clip 2u + 1 person B.
+    frames = image_ops.finish_images(
+        image.reshape(clips, *image.shape[2:]), batch["flip"].reshape(clips),
+        batch["jitter"].reshape(clips, 3), size).reshape(clips * t, size, size, 3)
+    n = frames.shape[0]
+    # One draw per clip: the key view of a clip is the same for all its frames, so that the keys
+    # differ only by what changed over time (which TCL ranks), as the streamed view does.
+    draw = uniform_rows(jax.random.fold_in(jax.random.key(config.seed), state.step), clips, 7)
+    views = second_view(frames, jnp.repeat(draw, t, axis=0), c.view.min_scale,
+                        c.view.color_jitter)
+    (key_codes, _), _ = model.apply(state.teacher, views, train=True, identity=False,
+                                    method=model.codes, mutable=["batch_stats"])
+    keys = jax.lax.stop_gradient(_normalize(key_codes))
+
+    def loss_fn(params):
+      variables = {"params": params, "batch_stats": state.batch_stats}
+      (au_code, identity_code), new_vars = model.apply(
+          variables, frames, train=True, identity=identity, method=model.codes,
+          mutable=["batch_stats"])
+      queries = _normalize(au_code)
+      nce, top1 = info_nce(queries, keys, state.queue, c.temperature)
+      terms = {"nce": global_mean(nce.sum(), n)}
+      total = terms["nce"]
+      stats = {"nce_top1": jnp.mean(top1)}
+      if tcl:
+        anchors = queries.reshape(clips, t, -1)[:, 0]
+        similarities = jnp.einsum("cd,ctd->ct", anchors, keys.reshape(clips, t, -1))
+        violation, ordered = temporal_margin(similarities, c.tcl.margin)
+        terms["tcl"] = global_mean(violation.sum(), clips * t * (t - 1) / 2)
+        total += c.tcl.weight * terms["tcl"]
+        stats["tcl_ordered"] = jnp.mean(ordered)
+      if identity:
+        au = au_code.reshape(clips, t, -1)
+        person = identity_code.reshape(clips, t, -1)
+      if rebuild:  # Frame t from its AU code and the identity code of frame t + 1 of its clip.
+        rebuilt = model.apply(variables, au.reshape(n, -1),
+                              jnp.roll(person, -1, axis=1).reshape(n, -1), method=model.decode)
+        target = pool_to(normalize_image(frames, jnp.float32), rebuilt.shape[1])
+        terms["reconstruction"] = global_mean(jnp.abs(rebuilt - target).sum(), target.size)
+        total += c.cir.weight * terms["reconstruction"]
+      if cycle:  # Each anchor's AU code with the other person's identity, encoded again.
+        anchor_au = au[:, 0].reshape(b, 2, -1)
+        swapped = person[:, 0].reshape(b, 2, -1)[:, ::-1]
+        mixed = model.apply(variables, anchor_au.reshape(clips, -1), swapped.reshape(clips, -1),
+                            method=model.decode)
+        faces = jax.image.resize(denormalize(mixed), (clips, size, size, 3), "linear")
+        (again, _), _ = model.apply(variables, faces, train=True, identity=False,
+                                    method=model.codes, mutable=["batch_stats"])
+        agreement = jnp.sum(_normalize(again) * jax.lax.stop_gradient(
+            _normalize(anchor_au.reshape(clips, -1))), axis=-1)
+        terms["cycle"] = global_mean((1.0 - agreement).sum(), clips)
+        total += c.cir.cycle_weight * terms["cycle"]
+      return total, (terms, stats, new_vars["batch_stats"])
+
+    (local_loss, (terms, stats, batch_stats)), grads = global_value_and_grad(loss_fn, state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    momentum = optax.incremental_update({"params": params, "batch_stats": batch_stats},
+                                        state.teacher, 1.0 - c.momentum)
+    queue = jnp.concatenate([gather_rows(keys), state.queue])[:state.queue.shape[0]]
+    metrics = {"loss": jax.lax.psum(local_loss, AXIS), "grad_norm": optax.tree.norm(grads),
+               "learning_rate": schedule(state.step)}
+    metrics.update({f"loss_{k}": jax.lax.psum(v, AXIS) for k, v in terms.items()})
+    metrics.update({k: jax.lax.pmean(v, AXIS) for k, v in stats.items()})
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, teacher=momentum, queue=queue)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_swap_fn(model, config: ml_collections.ConfigDict) -> Callable:
+  """Jitted cross-identity reconstructions of pairs of faces A, B [P, 2, S, S, 3] (0-255):
+  each face rebuilt from its own codes, and from its AU code with the other's identity code
+  (BatchNorm in inference mode); 0-255 at the decoder's size."""
+
+  @jax.jit
+  def swap(variables: dict, faces: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    p = faces.shape[0]
+    flat = faces.reshape(2 * p, *faces.shape[2:])
+    au, person = model.apply(variables, flat, method=model.codes)
+    swapped = person.reshape(p, 2, -1)[:, ::-1].reshape(2 * p, -1)
+    own = denormalize(model.apply(variables, au, person, method=model.decode))
+    mixed = denormalize(model.apply(variables, au, swapped, method=model.decode))
+    shape = (p, 2, *own.shape[1:])
+    return {"faces": faces, "own": own.reshape(shape), "swapped": mixed.reshape(shape)}
+
+  return swap

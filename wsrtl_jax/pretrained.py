@@ -1,0 +1,47 @@
+"""Reading a finished run back: its model and last checkpoint (for linear evaluation), and its
+backbone as the starting point of another run (fine-tuning, `model.init_from`)."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import ml_collections
+
+from data_pipeline.au_sets import aus_of
+from wsrtl_jax import checkpointing, methods
+from wsrtl_jax.config_loading import saved_config
+from wsrtl_jax.errors import UserError
+from wsrtl_jax.training import TrainState
+
+
+def load_run(workdir: str, restore: bool = True
+             ) -> tuple[ml_collections.ConfigDict, Any, TrainState, int]:
+  """(config, model, state, step) of the run in `workdir`, its latest checkpoint restored on the
+  host; with `restore=False` the same model freshly initialised (step 0), for random-init
+  baselines of the same architecture."""
+  config = saved_config(workdir)
+  model, _, state = methods.create(config, len(aus_of(config.data.name)))
+  if not restore:
+    return config, model, state, 0
+  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints,
+                                             not methods.is_pretraining(config))
+  step = manager.latest_step()
+  if step is None:
+    raise UserError(f"no checkpoint in '{workdir}/checkpoints'; pretrain first")
+  return config, model, checkpointing.restore(manager, step, state), step
+
+
+def with_backbone_of(state: TrainState, workdir: str) -> TrainState:
+  """`state` with the backbone parameters and BatchNorm statistics of the run in `workdir`."""
+  config, _, pretrained, step = load_run(workdir)
+  parts = {}
+  for name in ("params", "batch_stats"):
+    mine, theirs = getattr(state, name)["backbone"], getattr(pretrained, name)["backbone"]
+    shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
+    if shapes(mine) != shapes(theirs):
+      raise UserError(f"model.init_from='{workdir}': its backbone ({config.model.backbone}, "
+                      f"width {config.model.width}) differs from this config's; use the same "
+                      "model.backbone and model.width")
+    parts[name] = {**getattr(state, name), "backbone": theirs}
+  print(f"Backbone initialised from {workdir}/checkpoints step {step}.", flush=True)
+  return state.replace(**parts)
