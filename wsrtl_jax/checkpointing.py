@@ -1,6 +1,7 @@
 """Orbax checkpoints: async, the latest N kept for resume, the best on validation kept too."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -24,17 +25,29 @@ def checkpoint_manager(workdir: str, keep_latest: int, scored: bool = True
                                          cleanup_tmp_directories=True,
                                          enable_async_checkpointing=True)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options)
+                               options=options, item_handlers=ocp.StandardCheckpointHandler())
+
+
+def _present(state: Any) -> dict:
+  """The state's fields that hold something: optional parts a method does not use (a teacher, a
+  queue) are left out, so checkpoints of older releases, made before such a part existed,
+  still restore."""
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if getattr(state, f.name) is not None}
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          val_avg_f1: float | None = None) -> None:
   """Saves `state`; a step saved without a validation score (preemption) is never the best."""
   metrics = None if val_avg_f1 is None else {SELECTION_METRIC: float(val_avg_f1)}
-  manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics)
+  manager.save(step, args=ocp.args.StandardSave(_present(state)), metrics=metrics)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, like: Any) -> Any:
-  """Restores `step` with the shapes, dtypes and shardings of `like`."""
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  """Restores `step` with the shapes, dtypes and shardings of `like` (a dataclass state). Parts
+  the checkpoint holds as None (an earlier format) are asked for as None."""
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _present(like))
+  on_disk = manager.item_metadata(step).tree
+  abstract.update({k: None for k, v in on_disk.items() if v is None and k not in abstract})
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  return like.replace(**{k: v for k, v in restored.items() if v is not None})
