@@ -35,8 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.clp.view.min_scale = 0.7  # a square crop of 0.7-1 of the side, resized back,
   c.clp.view.color_jitter = 0.4  # and colour jitter of this strength (and a flip).
   c.clp.tcl = ml_collections.ConfigDict()
-  c.clp.tcl.weight = 1.0  # 0 turns the temporal margin ranking off.
-  c.clp.tcl.margin = 0.05  # Similarity drop required per frame of distance from the anchor.
+  c.clp.tcl.weight = 5.0  # 0 turns the temporal margin ranking off.
+  c.clp.tcl.margin = 0.1  # Similarity drop required per frame of distance from the anchor.
   c.clp.cir = ml_collections.ConfigDict()
   c.clp.cir.weight = 1.0  # L1 of a frame rebuilt with the identity code of another of its clip.
   c.clp.cir.cycle_weight = 1.0  # 1 - cos of the AU code of a face rebuilt across identities.

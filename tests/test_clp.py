@@ -6,12 +6,14 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
 from configs import synthau_clp
 from tests.helpers import cli_args
-from wsrtl_jax import cli, clp_training, methods, parallel, pretrained, probes, training
+from wsrtl_jax import (checkpointing, cli, clp_training, methods, parallel, pretrained, probes,
+                       training)
 from wsrtl_jax.config_loading import load_config
 from wsrtl_jax.errors import UserError
 
@@ -167,3 +169,20 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
   with pytest.raises(UserError, match="config.json' does not exist"):
     cli.run(cli_args("linear_eval", tmp_path / "nothing",
                      config="configs/synthau_clp_linear.py")[3:])
+
+
+def test_checkpoints_of_states_without_the_optional_parts_restore(tmp_path):
+  """Releases before CLP saved the whole state, its unused teacher and queue as None."""
+  state = training.TrainState(step=jnp.array(3, jnp.int32), params={"w": jnp.arange(3.0)},
+                              batch_stats={"m": jnp.ones(2)}, opt_state={"mu": jnp.zeros(3)})
+  manager = checkpointing.checkpoint_manager(str(tmp_path / "old"), 2, scored=False)
+  manager.save(3, args=ocp.args.StandardSave(state))  # The earlier format.
+  manager.wait_until_finished()
+  restored = checkpointing.restore(manager, 3, state)
+  assert restored.queue is None and int(restored.step) == 3
+  np.testing.assert_array_equal(restored.params["w"], state.params["w"])
+  with_queue = state.replace(queue=jnp.ones((4, 2)))
+  manager = checkpointing.checkpoint_manager(str(tmp_path / "new"), 2, scored=False)
+  checkpointing.save(manager, 3, with_queue)
+  manager.wait_until_finished()
+  np.testing.assert_array_equal(checkpointing.restore(manager, 3, with_queue).queue, 1.0)

@@ -6,12 +6,13 @@ overrides; all three extra weights at 0 is plain MoCo v2 on the same frames).
 A step takes cross-identity units [B, 2, T, ...]: two clips of T frames of two different people.
 Every frame is a query (the student's AU code of the frame as streamed) whose positive key is the
 momentum encoder's AU code of a second view of the same frame (another crop, flip and colour
-jitter, drawn here once per clip, so all frames of a clip share it). TCL ranks, for each clip's first frame (the anchor), its similarity to the
-keys of the clip's frames: each frame further away must be less similar by at least `margin` per
-frame of distance. CIR rebuilds every frame from its AU code and the identity code of the next
-frame of its clip (same person); and, across the unit's two people, the AU code of A's anchor
-rebuilt with B's identity, encoded again, must match A's AU code (the cycle), and the other way
-round.
+jitter, drawn here once per clip, so all frames of a clip share it). TCL ranks the similarity of
+each clip's first frame (the anchor, as its key) to the queries of the clip's frames: each frame
+further away must be less similar by at least `margin` per frame of distance, so the student
+learns what changes over time. CIR rebuilds every frame from its AU code and the identity code of
+the next frame of its clip (same person); and, across the unit's two people, the AU code of A's
+anchor rebuilt with B's identity, encoded again, must match A's AU code (the cycle), and the other
+way round.
 """
 from __future__ import annotations
 
@@ -129,9 +130,9 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
       terms = {"nce": global_mean(nce.sum(), n)}
       total = terms["nce"]
       stats = {"nce_top1": jnp.mean(top1)}
-      if tcl:
-        anchors = queries.reshape(clips, t, -1)[:, 0]
-        similarities = jnp.einsum("cd,ctd->ct", anchors, keys.reshape(clips, t, -1))
+      if tcl:  # The anchor's key against every frame's query: the gradient reaches each frame.
+        anchors = keys.reshape(clips, t, -1)[:, 0]
+        similarities = jnp.einsum("cd,ctd->ct", anchors, queries.reshape(clips, t, -1))
         violation, ordered = temporal_margin(similarities, c.tcl.margin)
         terms["tcl"] = global_mean(violation.sum(), clips * t * (t - 1) / 2)
         total += c.tcl.weight * terms["tcl"]
