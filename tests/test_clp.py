@@ -163,6 +163,11 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
   supervised.model.width = 16
   with pytest.raises(UserError, match="its backbone .* differs from this config's"):
     pretrained.with_backbone_of(jax.device_get(methods.create(supervised, 15)[2]), str(pretrain))
+  finetune = tmp_path / "finetune"
+  cli.run(cli_args("train", finetune, **{"model.init_from": str(pretrain), "num_train_steps": 2,
+                                         "checkpoint_every": 2})[3:])
+  assert "Backbone initialised from" in capsys.readouterr().out
+  assert json.loads((finetune / "eval.json").read_text())["step"] == 2
 
   with pytest.raises(UserError, match="needs a config with a `linear` section"):
     cli.run(cli_args("linear_eval", pretrain, config="configs/synthau_supervised.py")[3:])

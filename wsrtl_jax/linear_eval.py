@@ -59,6 +59,7 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
   out_dir = out_dir or os.path.join(workdir, "linear_eval_random_init" if random_init
                                     else "linear_eval")
   pretrain_config, model, state, step = pretrained.load_run(workdir, restore=not random_init)
+  method_name = pretrain_config.get("method", "supervised")
   mesh = parallel.make_mesh(config.num_devices)
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)
@@ -97,7 +98,7 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
   result.update(
       split="test", dataset=config.data.name, fold=config.data.fold, step=best_step,
       protocol="linear", feature=config.linear.feature, pretrained=os.path.abspath(workdir),
-      pretrain_step=step, random_init=random_init, pretrain_method=pretrain_config.method,
+      pretrain_step=step, random_init=random_init, pretrain_method=method_name,
       val_avg_f1=best_f1, labelled_frames=len(train["output"]),
       identity_probe=identity_probe(test["output"], test["identity"], test["sequence_id"],
                                     config))
@@ -112,7 +113,7 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
           f"frames), linear probe on the frozen {config.linear.feature} ({source}), probe step "
           f"{best_step} (best on validation):")
     print(evaluation.format_f1_table(
-        {f"linear ({pretrain_config.method})": result["per_au_f1"],
+        {f"linear ({method_name})": result["per_au_f1"],
          "all-positive (chance)": result["chance_all_positive"]}, splits.aus))
     ident = result["identity_probe"]
     print(f"avg F1 {100 * result['avg_f1']:.1f}  AUC {100 * result['auc']:.1f}  identity probe "
