@@ -182,6 +182,18 @@ def _units(ds: tf.data.Dataset, num_frames: int, offset: int, frame_step: int) -
   return tf.data.Dataset.zip(copies).map(stack).filter(contiguous)
 
 
+def _check_units_exist(config, builder, splits: FoldSplits, kind: str) -> None:
+  """Raises UserError when no training sequence is long enough for one unit of `kind` (the
+  stream would otherwise wait forever for its first unit)."""
+  num_frames, offset = unit_frames(kind, config.data)
+  units = _units(records(builder, splits.train), num_frames, offset, splits.frame_step)
+  if num_frames > 1 and not list(units.take(1).as_numpy_iterator()):
+    keys = ("pair_gap",) if kind == "pairs" else ("clip_length", "clip_stride")
+    settings = ", ".join(f"data.{k}={config.data[k]}" for k in keys)
+    raise UserError(f"no {kind} unit ({num_frames} frames {offset} apart) fits in any training "
+                    f"sequence of {config.data.name}; lower {settings}")
+
+
 def _shuffled_units(config, builder, splits: FoldSplits, kind: str, seed: int) -> tf.data.Dataset:
   ds = records(builder, splits.train)
   if kind == "labelled":
@@ -209,6 +221,7 @@ def train_stream(config: ml_collections.ConfigDict, builder, splits: FoldSplits,
   """
   if kind not in KINDS:
     raise UserError(f"unknown stream kind {kind!r}; known: {', '.join(KINDS)}")
+  _check_units_exist(config, builder, splits, kind)
   seed = config.seed + 1000 * KINDS.index(kind)
   num_frames, _ = unit_frames(kind, config.data)
   decode = functools.partial(augment.decode_unit, num_frames=num_frames,

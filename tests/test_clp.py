@@ -130,6 +130,7 @@ def test_split_by_sequence_trains_on_each_persons_first_sequence():
 
 
 CLP_TINY = {"global_batch_size": 4, "model.code_dim": 16, "clp.queue_size": 32,
+            "data.clip_stride": 1,  # synthau/tiny's sequences have 8 frames.
             "num_train_steps": 4, "checkpoint_every": 4}
 LINEAR_TINY = {"linear.steps": 60, "linear.identity_steps": 60, "linear.score_every": 20,
                "data.label_fraction": 0.5}

@@ -90,3 +90,9 @@ def test_au_centres_follow_the_augmented_landmarks(data):
   batch = _batches(data, "clips", n=1)[0]
   expected = alignment.au_centres(batch["landmarks"].astype(np.float64))
   np.testing.assert_allclose(batch["au_centres"], expected, atol=1e-3)
+
+
+def test_units_longer_than_every_sequence_are_a_clear_error(data):
+  # synthau/tiny's sequences have 8 frames; 3 frames 4 apart span 9.
+  with pytest.raises(input_pipeline.UserError, match=r"no clips unit \(3 frames 4 apart\) fits"):
+    _batches(data, "clips", **{"data.clip_stride": 4})
