@@ -59,14 +59,14 @@ def test_bench_peer_times_the_same_step_in_pytorch():
 
 def test_bench_sweep_and_profile(tmp_path):
   overrides = [f"--config.{k}={v}" for k, v in TINY_OVERRIDES.items()]
-  result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--sweep", "--config",
+  result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--sweep", "1,2", "--config",
                     "configs/synthau_supervised.py", "--steps", "1", *overrides])
   assert result.returncode == 0, result.stderr[-3000:]
   lines = [json.loads(l) for l in result.stdout.splitlines() if l.startswith("{")]
   assert [(r["dtype"], r["per_device_batch"]) for r in lines] == [
-      (d, b) for d in ("float32", "bfloat16") for b in (8, 16, 32, 64)]
+      (d, b) for d in ("float32", "bfloat16") for b in (1, 2)]
   table = [l for l in result.stdout.splitlines() if l.startswith("| resnet18")]
-  assert len(table) == 8
+  assert len(table) == 4
   trace = tmp_path / "trace"
   result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--profile", str(trace),
                     "--config", "configs/synthau_supervised.py", "--steps", "2", *overrides])

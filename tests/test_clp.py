@@ -75,7 +75,7 @@ def units(config, seed):
                               rng.uniform(0.8, 1.2, (b, 2))], axis=-1).astype(np.float32)}
 
 
-def run_steps(config, num_devices, num_steps=3):
+def run_steps(config, num_devices, num_steps=2):
   model, optimizer, state = methods.create(config, 12)
   initial = jax.device_get(state)
   mesh = parallel.make_mesh(num_devices)
@@ -131,8 +131,8 @@ def test_split_by_sequence_trains_on_each_persons_first_sequence():
 
 CLP_TINY = {"global_batch_size": 4, "model.code_dim": 16, "clp.queue_size": 32,
             "data.clip_stride": 1,  # synthau/tiny's sequences have 8 frames.
-            "num_train_steps": 4, "checkpoint_every": 4}
-LINEAR_TINY = {"linear.steps": 60, "linear.identity_steps": 60, "linear.score_every": 20,
+            "num_train_steps": 2, "checkpoint_every": 2}
+LINEAR_TINY = {"linear.steps": 40, "linear.identity_steps": 40, "linear.score_every": 20,
                "data.label_fraction": 0.5}
 
 
@@ -149,7 +149,7 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
                    **LINEAR_TINY)[3:])
   assert "identity probe accuracy" in capsys.readouterr().out
   result = json.loads((pretrain / "linear_eval" / "eval.json").read_text())
-  assert result["protocol"] == "linear" and result["pretrain_step"] == 4
+  assert result["protocol"] == "linear" and result["pretrain_step"] == 2
   assert set(result["per_au_f1"]) and 0 <= result["avg_f1"] <= 1
   assert result["identity_probe"]["people"] == 3  # synthau/tiny's test part.
 

@@ -158,12 +158,13 @@ SWEEP_BATCHES = (8, 16, 32, 64)
 SWEEP_DTYPES = ("float32", "bfloat16")
 
 
-def sweep(config: ml_collections.ConfigDict, steps: int) -> list[dict]:
+def sweep(config: ml_collections.ConfigDict, steps: int,
+          batches: tuple[int, ...] = SWEEP_BATCHES) -> list[dict]:
   """`benchmark` over per-device batch sizes and compute dtypes (one compile each)."""
   devices = parallel.make_mesh(config.num_devices).size
   results = []
   for dtype in SWEEP_DTYPES:
-    for per_device in SWEEP_BATCHES:
+    for per_device in batches:
       c = config.copy_and_resolve_references()
       c.model.dtype, c.global_batch_size = dtype, per_device * devices
       results.append(benchmark(c, steps=steps))

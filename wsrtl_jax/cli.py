@@ -30,7 +30,7 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
   bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
             [--input]                                               or the input streams (frames/s)
             [--peer]                                                and the PyTorch peer's step, same shapes
-            [--sweep] [--profile DIR]                               batch sizes x dtypes; a profiler trace
+            [--sweep [B,B,...]] [--profile DIR]      per-device batch sizes (8,16,32,64) x dtypes; a trace
   compare   DIR_A DIR_B                                             losses and parameters of two runs
   report    DIR [DIR ...] [--markdown]                              test results of runs side by side
 """
@@ -70,7 +70,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--input", action="store_true")
   parser.add_argument("--peer", action="store_true")
-  parser.add_argument("--sweep", action="store_true")
+  parser.add_argument("--sweep", nargs="?", const="")  # "": bench.SWEEP_BATCHES.
   parser.add_argument("--profile")
   parser.add_argument("--dataset")
   parser.add_argument("--manual_dir")
@@ -138,9 +138,15 @@ def run(argv: list[str]) -> None:
     from data_pipeline import input_bench
     for record in input_bench.benchmark_input(_config(args, overrides)):
       print(json.dumps(record), flush=True)
-  elif args.command == "bench" and args.sweep:
+  elif args.command == "bench" and args.sweep is not None:
     from wsrtl_jax import bench
-    print(bench.markdown_table(bench.sweep(_config(args, overrides), steps=args.steps)),
+    try:
+      batches = (tuple(int(b) for b in args.sweep.split(",")) if args.sweep
+                 else bench.SWEEP_BATCHES)
+    except ValueError:
+      raise UserError(f"--sweep takes per-device batch sizes such as 8,16,32; got "
+                      f"'{args.sweep}'") from None
+    print(bench.markdown_table(bench.sweep(_config(args, overrides), args.steps, batches)),
           flush=True)
   elif args.command == "bench":
     from wsrtl_jax import bench
