@@ -58,7 +58,7 @@ def second_view(images: jnp.ndarray, draw: jnp.ndarray, min_scale: float, jitter
   """Another view of each image [N, S, S, 3] (0-255) from uniform draws [N, 7]: a square crop of
   side min_scale..1 of the image at a random place resized back to S, a flip with probability
   1/2, and colour jitter of strength `jitter`."""
-  n, size = images.shape[0], images.shape[1]
+  size = images.shape[1]
   side = min_scale + (1.0 - min_scale) * draw[:, 0]
   offset = draw[:, 1:3] * (1.0 - side)[:, None] * size  # [N, (x, y)]
 
@@ -72,7 +72,7 @@ def second_view(images: jnp.ndarray, draw: jnp.ndarray, min_scale: float, jitter
   views = jnp.where((draw[:, 3] < 0.5)[:, None, None, None], views[:, :, ::-1], views)
   low = jnp.array([-127.5 * jitter, 1 - jitter, 1 - jitter])
   high = jnp.array([127.5 * jitter, 1 + jitter, 1 + jitter])
-  return image_ops.colour_jitter(views, low + (high - low) * draw[:, 4:7]).reshape(n, size, size, 3)
+  return image_ops.colour_jitter(views, low + (high - low) * draw[:, 4:7])
 
 
 def info_nce(queries: jnp.ndarray, keys: jnp.ndarray, queue: jnp.ndarray, temperature: float
@@ -177,7 +177,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   return train_step
 
 
-def make_swap_fn(model, config: ml_collections.ConfigDict) -> Callable:
+def make_swap_fn(model) -> Callable:
   """Jitted cross-identity reconstructions of pairs of faces A, B [P, 2, S, S, 3] (0-255):
   each face rebuilt from its own codes, and from its AU code with the other's identity code
   (BatchNorm in inference mode); 0-255 at the decoder's size."""

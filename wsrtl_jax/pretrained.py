@@ -34,10 +34,10 @@ def load_run(workdir: str, restore: bool = True
 def with_backbone_of(state: TrainState, workdir: str) -> TrainState:
   """`state` with the backbone parameters and BatchNorm statistics of the run in `workdir`."""
   config, _, pretrained, step = load_run(workdir)
+  shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
   parts = {}
   for name in ("params", "batch_stats"):
     mine, theirs = getattr(state, name)["backbone"], getattr(pretrained, name)["backbone"]
-    shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
     if shapes(mine) != shapes(theirs):
       raise UserError(f"model.init_from='{workdir}': its backbone ({config.model.backbone}, "
                       f"width {config.model.width}) differs from this config's; use the same "

@@ -149,7 +149,7 @@ def write_cir_samples(config: ml_collections.ConfigDict, builder, splits, model,
   faces = image_ops.finish_images(anchors.reshape(2 * num_pairs, *anchors.shape[2:]),
                                   units["flip"].reshape(-1), units["jitter"].reshape(-1, 3), size)
   variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-  swap = clp_training.make_swap_fn(model, config)
+  swap = clp_training.make_swap_fn(model)
   out = jax.device_get(swap(variables, faces.reshape(num_pairs, 2, size, size, 3)))
   title = (f"CLP cross-identity reconstruction, {config.data.name} test subjects, after "
            f"{config.num_train_steps} steps")
