@@ -132,3 +132,18 @@ def test_sigterm_saves_and_a_restart_resumes_exactly(uninterrupted, tmp_path):
   assert diff["max_abs_loss_diff"] == 0.0 and diff["max_abs_param_diff"] == 0.0
   assert json.loads((workdir / "eval.json").read_text())["per_au_f1"] == json.loads(
       (reference / "eval.json").read_text())["per_au_f1"]
+
+
+def test_a_second_sigterm_ends_a_run_that_never_reaches_a_step_boundary():
+  code = ("import os, signal, time\n"
+          "from wsrtl_jax.preemption import PreemptionWatch\n"
+          "watch = PreemptionWatch(check_every=1)\n"
+          "os.kill(os.getpid(), signal.SIGTERM)\n"
+          "print('deferred', watch.should_stop(0), flush=True)\n"
+          "os.kill(os.getpid(), signal.SIGTERM)\n"
+          "time.sleep(60)\n"
+          "print('still running', flush=True)\n")
+  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=60)
+  assert done.stdout.split() == ["deferred", "True"]
+  assert done.returncode == -signal.SIGTERM

@@ -174,11 +174,11 @@ def sweep(config: ml_collections.ConfigDict, steps: int,
 
 def markdown_table(results: list[dict]) -> str:
   """The sweep as the table docs/PERFORMANCE.md shows."""
-  lines = ["| backbone | size | dtype | devices | batch/device | img/s | img/s/device | step ms | "
-           "GFLOP/img | MFU |", "|---|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| method | backbone | size | dtype | devices | batch/device | img/s | img/s/device | "
+           "step ms | GFLOP/img | MFU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in results:
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
-    lines.append(f"| {r['backbone']} | {r['image_size']} | {r['dtype']} | {r['devices']} | "
+    lines.append(f"| {r['method']} | {r['backbone']} | {r['image_size']} | {r['dtype']} | {r['devices']} | "
                  f"{r['per_device_batch']} | {r['images_per_sec']:.1f} | "
                  f"{r['images_per_sec_per_device']:.1f} | {r['step_ms']:.1f} | "
                  f"{r['flops_per_image'] / 1e9:.2f} | {mfu} |")

@@ -10,7 +10,8 @@ from jax.experimental import multihost_utils
 
 
 class PreemptionWatch:
-  """Records SIGTERM; `should_stop` tells every host the same answer at the same step."""
+  """Records SIGTERM; `should_stop` tells every host the same answer at the same step. A second
+  SIGTERM ends the process at once (for a run that never reaches its next step boundary)."""
 
   def __init__(self, check_every: int):
     self.requested = False
@@ -21,6 +22,7 @@ class PreemptionWatch:
   def _on_signal(self, signum, frame) -> None:
     del signum, frame
     self.requested = True
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
   def should_stop(self, step: int) -> bool:
     """One host answers at once; several agree every `check_every` steps (one tiny all-gather)."""
