@@ -31,6 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.clp.temperature = 0.2  # MoCo v2.
   c.clp.queue_size = 4096  # Negative keys; every step enqueues the keys of all its frames.
   c.clp.momentum = 0.99  # EMA decay of the momentum (key) encoder.
+  # True: the other frames of a query's clip are also its negatives (same person, same views,
+  # so only what changed over time tells them apart). Tried on SynthAU: no gain (RESULTS.md).
+  c.clp.clip_negatives = False
   c.clp.view = ml_collections.ConfigDict()  # The key's view of each frame, drawn on device:
   c.clp.view.min_scale = 0.7  # a square crop of 0.7-1 of the side, resized back,
   c.clp.view.color_jitter = 0.4  # and colour jitter of this strength (and a flip).

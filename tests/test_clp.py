@@ -29,6 +29,21 @@ def test_info_nce_is_cross_entropy_with_the_positive_first():
   assert top1.tolist() == [True, False]
 
 
+def test_info_nce_with_clip_negatives_adds_the_other_frames_of_the_clip():
+  q = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # One clip of two frames.
+  k = jnp.array([[0.6, 0.8], [0.0, 1.0]])
+  queue = jnp.array([[-1.0, 0.0]])
+  loss, top1 = clp_training.info_nce(q, k, queue, 0.5, group=2)
+  # Row i: [q_i.k_0, q_i.k_1, q_i.queue]; the positive is k_i.
+  logits = np.array([[0.6, 0.0, -1.0], [0.8, 1.0, 0.0]]) / 0.5
+  expected = -logits[[0, 1], [0, 1]] + np.log(np.exp(logits).sum(1))
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  assert top1.tolist() == [True, True]
+  # The same frames as one-frame groups see only the queue.
+  alone, _ = clp_training.info_nce(q, k, queue, 0.5)
+  assert float(alone[0]) < float(loss[0])
+
+
 def test_temporal_margin_asks_a_margin_per_frame_of_distance():
   margin = 0.1
   in_order = jnp.array([[0.9, 0.7, 0.5]])  # Falls by 0.2 per frame: no violation.
@@ -96,6 +111,7 @@ def flat(tree):
 
 def test_step_and_queue_on_one_and_four_devices_agree():
   config = tiny_config()
+  config.clp.clip_negatives = True  # The per-clip grouping must stay within each device's frames.
   initial, history_1, state_1 = run_steps(config, 1)
   _, history_4, state_4 = run_steps(config, 4)
   for m1, m4 in zip(history_1, history_4):

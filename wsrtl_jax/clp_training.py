@@ -75,13 +75,19 @@ def second_view(images: jnp.ndarray, draw: jnp.ndarray, min_scale: float, jitter
   return image_ops.colour_jitter(views, low + (high - low) * draw[:, 4:7])
 
 
-def info_nce(queries: jnp.ndarray, keys: jnp.ndarray, queue: jnp.ndarray, temperature: float
-             ) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """Per-query InfoNCE loss [N] (the positive is the query's key, the negatives the queue) and
-  whether the positive scored highest [N]; every vector unit length."""
-  positive = jnp.sum(queries * keys, axis=-1, keepdims=True)
-  logits = jnp.concatenate([positive, queries @ queue.T], axis=1) / temperature
-  return -jax.nn.log_softmax(logits)[:, 0], jnp.argmax(logits, axis=1) == 0
+def info_nce(queries: jnp.ndarray, keys: jnp.ndarray, queue: jnp.ndarray, temperature: float,
+             group: int = 1) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Per-query InfoNCE loss [N] and whether the positive scored highest [N]; every vector unit
+  length. The positive is the query's key; the negatives are the queue and the keys of the
+  other rows of its group of `group` consecutive rows (the other frames of its clip, which differ
+  from it only by what changed over time; group 1 is MoCo's queue alone)."""
+  n, dim = queries.shape
+  within = jnp.einsum("cid,cjd->cij", queries.reshape(n // group, group, dim),
+                      keys.reshape(n // group, group, dim)).reshape(n, group)
+  logits = jnp.concatenate([within, queries @ queue.T], axis=1) / temperature
+  target = jnp.tile(jnp.arange(group), n // group)
+  loss = -jnp.take_along_axis(jax.nn.log_softmax(logits), target[:, None], axis=1)[:, 0]
+  return loss, jnp.argmax(logits, axis=1) == target
 
 
 def temporal_margin(similarities: jnp.ndarray, margin: float) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -126,7 +132,8 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
           variables, frames, train=True, identity=identity, method=model.codes,
           mutable=["batch_stats"])
       queries = _normalize(au_code)
-      nce, top1 = info_nce(queries, keys, state.queue, c.temperature)
+      nce, top1 = info_nce(queries, keys, state.queue, c.temperature,
+                           t if c.clip_negatives else 1)
       terms = {"nce": global_mean(nce.sum(), n)}
       total = terms["nce"]
       stats = {"nce_top1": jnp.mean(top1)}
