@@ -178,8 +178,8 @@ def markdown_table(results: list[dict]) -> str:
            "step ms | GFLOP/img | MFU |", "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in results:
     mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
-    lines.append(f"| {r['method']} | {r['backbone']} | {r['image_size']} | {r['dtype']} | {r['devices']} | "
-                 f"{r['per_device_batch']} | {r['images_per_sec']:.1f} | "
+    lines.append(f"| {r['method']} | {r['backbone']} | {r['image_size']} | {r['dtype']} | "
+                 f"{r['devices']} | {r['per_device_batch']} | {r['images_per_sec']:.1f} | "
                  f"{r['images_per_sec_per_device']:.1f} | {r['step_ms']:.1f} | "
                  f"{r['flops_per_image'] / 1e9:.2f} | {mfu} |")
   return "\n".join(lines)
