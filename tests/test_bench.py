@@ -65,7 +65,7 @@ def test_bench_sweep_and_profile(tmp_path):
   lines = [json.loads(l) for l in result.stdout.splitlines() if l.startswith("{")]
   assert [(r["dtype"], r["per_device_batch"]) for r in lines] == [
       (d, b) for d in ("float32", "bfloat16") for b in (1, 2)]
-  table = [l for l in result.stdout.splitlines() if l.startswith("| resnet18")]
+  table = [l for l in result.stdout.splitlines() if l.startswith("| supervised | resnet18 |")]
   assert len(table) == 4
   trace = tmp_path / "trace"
   result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--profile", str(trace),
