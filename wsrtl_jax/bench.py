@@ -139,7 +139,7 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
   peak = peak_flops(jax.devices()[0], config.model.dtype)
   per_device = images_per_sec / mesh.size
   result = {
-      "method": config.get("method", "supervised"),
+      "method": methods.method_of(config),
       "backbone": config.model.backbone, "image_size": size, "dtype": config.model.dtype,
       "device_kind": jax.devices()[0].device_kind, "devices": mesh.size,
       "per_device_batch": per_device_images, "images_per_sec": round(images_per_sec, 2),

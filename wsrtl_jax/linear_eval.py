@@ -18,7 +18,8 @@ import numpy as np
 import optax
 
 from data_pipeline import input_pipeline
-from wsrtl_jax import evaluation, losses, parallel, plots, pretrained, probes, training
+from wsrtl_jax import (evaluation, losses, methods, parallel, plots, pretrained, probes,
+                       training)
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.train import gather_split
 
@@ -59,7 +60,7 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
   out_dir = out_dir or os.path.join(workdir, "linear_eval_random_init" if random_init
                                     else "linear_eval")
   pretrain_config, model, state, step = pretrained.load_run(workdir, restore=not random_init)
-  method_name = pretrain_config.get("method", "supervised")
+  method_name = methods.method_of(pretrain_config)
   mesh = parallel.make_mesh(config.num_devices)
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)

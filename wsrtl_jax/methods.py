@@ -15,9 +15,14 @@ METHODS = ("supervised", "wsrtl", "clp")
 _SOURCE = {"wsrtl": "configs/synthau_wsrtl.py", "clp": "configs/synthau_clp.py"}
 
 
+def method_of(config: ml_collections.ConfigDict) -> str:
+  """The config's `method`; configs without the key (earlier releases) are supervised."""
+  return config.get("method", "supervised")
+
+
 def check_method(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming a method that does not exist or lacks its config section."""
-  method = config.get("method", "supervised")
+  method = method_of(config)
   if method not in METHODS:
     raise UserError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
   if method != "supervised" and (method not in config or config.model.get("name") != method):
@@ -26,12 +31,12 @@ def check_method(config: ml_collections.ConfigDict) -> None:
 
 
 def is_wsrtl(config: ml_collections.ConfigDict) -> bool:
-  return config.get("method", "supervised") == "wsrtl"
+  return method_of(config) == "wsrtl"
 
 
 def is_pretraining(config: ml_collections.ConfigDict) -> bool:
   """Whether the method learns without AU labels (CLP): no AU metrics until linear evaluation."""
-  return config.get("method", "supervised") == "clp"
+  return method_of(config) == "clp"
 
 
 def images_per_step(config: ml_collections.ConfigDict) -> int:
