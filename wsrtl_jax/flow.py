@@ -107,6 +107,15 @@ def _bilinear_sample(images: jnp.ndarray, flow: jnp.ndarray) -> jnp.ndarray:
   return top * (1 - fy) + bottom * fy
 
 
+def warp(images: jnp.ndarray, flow: jnp.ndarray) -> jnp.ndarray:
+  """`images` [B, H, W, C] sampled at (x + flow_x, y + flow_y) for flow [B, H, W, 2] pixels
+  (bilinear, border-clamped; differentiable in both)."""
+  b, h, w, c = images.shape
+  planes = jnp.moveaxis(images, -1, 1).reshape(b * c, h, w)
+  flow = jnp.repeat(jnp.moveaxis(flow, -1, 0), c, axis=1)
+  return jnp.moveaxis(_bilinear_sample(planes, flow).reshape(b, c, h, w), 1, -1)
+
+
 def _forward_gradient(u: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Forward differences (d/dx, d/dy) of [B, H, W], zero past the last column / row."""
   dx = jnp.pad(u[:, :, 1:] - u[:, :, :-1], [(0, 0), (0, 0), (0, 1)])
