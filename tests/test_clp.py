@@ -168,6 +168,12 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
   assert result["protocol"] == "linear" and result["pretrain_step"] == 2
   assert set(result["per_au_f1"]) and 0 <= result["avg_f1"] <= 1
   assert result["identity_probe"]["people"] == 3  # synthau/tiny's test part.
+  cli.run(cli_args("linear_eval", pretrain, config="configs/synthau_clp_linear.py",
+                   **LINEAR_TINY, **{"linear.feature": "backbone_map"})[3:] + ["--out",
+                                                                            str(tmp_path / "map")])
+  # The last stage unpooled: 2 x 2 cells of 64 channels at 48 px and width 8.
+  assert "Features (backbone_map, 256 dims)" in capsys.readouterr().out
+  assert json.loads((tmp_path / "map" / "eval.json").read_text())["feature"] == "backbone_map"
 
   supervised = load_config("configs/synthau_supervised.py")
   supervised.model.width, supervised.data.image_size = 8, 48  # As the tiny pretraining.
