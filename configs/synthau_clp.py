@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.clip_stride = 4  # Frames 0, 4, 8, 12 of a 16-frame sequence: changes TCL can rank.
 
   c.model.name = "clp"
-  c.model.code_dim = 128  # AU code and identity code.
+  c.model.code_dim = 128  # The AU code.
 
   c.clp = ml_collections.ConfigDict()
   c.clp.temperature = 0.2  # MoCo v2.
@@ -35,12 +35,17 @@ def get_config() -> ml_collections.ConfigDict:
   # so only what changed over time tells them apart). Tried on SynthAU: no gain (RESULTS.md).
   c.clp.clip_negatives = False
   c.clp.view = ml_collections.ConfigDict()  # The key's view of each frame, drawn on device:
-  c.clp.view.min_scale = 0.7  # a square crop of 0.7-1 of the side, resized back,
-  c.clp.view.color_jitter = 0.4  # and colour jitter of this strength (and a flip).
+  # A flip and colour jitter of this strength; no crop (min_scale 1): a crop-invariant code
+  # also ignores the small moves that AUs make (RESULTS.md). Below 1, a square crop of
+  # min_scale-1 of the side, resized back.
+  c.clp.view.min_scale = 1.0
+  c.clp.view.color_jitter = 0.4
   c.clp.tcl = ml_collections.ConfigDict()
   c.clp.tcl.weight = 20.0  # 0 turns it off. Its hinge starts near 0.17, InfoNCE near 8.
   c.clp.tcl.margin = 0.1  # Similarity drop required per frame of distance from the anchor.
   c.clp.cir = ml_collections.ConfigDict()
-  c.clp.cir.weight = 1.0  # L1 of a frame rebuilt with the identity code of another of its clip.
-  c.clp.cir.cycle_weight = 1.0  # 1 - cos of the AU code of a face rebuilt across identities.
+  # L1 of a frame rebuilt from the next frame of its clip, moved to the frame's AU code (the L1
+  # of frames 4 apart is about 0.1, hence the weight).
+  c.clp.cir.weight = 20.0
+  c.clp.cir.cycle_weight = 1.0  # 1 - cos of the AU code of a face moved to another's AU code.
   return c

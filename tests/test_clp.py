@@ -116,7 +116,7 @@ def test_step_and_queue_on_one_and_four_devices_agree():
   _, history_4, state_4 = run_steps(config, 4)
   for m1, m4 in zip(history_1, history_4):
     assert {"loss_nce", "loss_tcl", "loss_reconstruction", "loss_cycle", "nce_top1",
-            "tcl_ordered"} <= m1.keys()
+            "tcl_ordered", "cir_explained"} <= m1.keys()
     for key in m1:
       assert m1[key] == pytest.approx(m4[key], rel=2e-3, abs=1e-5), key
   np.testing.assert_allclose(state_1.queue, state_4.queue, atol=2e-3)
@@ -127,6 +127,24 @@ def test_step_and_queue_on_one_and_four_devices_agree():
   assert np.linalg.norm(flat(state_4.params) - flat(state_1.params)) < 0.02 * np.linalg.norm(moved)
   trail = flat(state_1.teacher["params"]) - flat(initial.params)
   assert 0 < np.abs(trail).max() < np.abs(moved).max()  # The momentum encoder trails.
+
+
+def test_cir_takes_the_appearance_from_the_identity_face_and_learns_to_move_it():
+  config = tiny_config()
+  model, _, state = methods.create(config, 12)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  rng = np.random.default_rng(0)
+  faces = jnp.asarray(rng.integers(0, 256, (2, 2, 32, 32, 3)), jnp.float32)
+  samples = clp_training.make_swap_fn(model)(variables, faces)
+  half = np.asarray(faces).reshape(2, 2, 16, 2, 16, 2, 3).mean(axis=(3, 5))
+  # The move starts as the identity warp: "AU of A, identity of B" is B's face, pixel for pixel.
+  np.testing.assert_allclose(samples["swapped"], half[:, ::-1], atol=1e-3)
+  np.testing.assert_allclose(samples["own"], half, atol=1e-3)
+  _, history, trained = run_steps(config, 1, num_steps=3)
+  assert history[-1]["cir_explained"] != 0.0  # Training moved the pixels.
+  variables = {"params": trained.params, "batch_stats": trained.batch_stats}
+  moved = clp_training.make_swap_fn(model)(variables, faces)["swapped"]
+  assert np.abs(np.asarray(moved) - half[:, ::-1]).max() > 1e-2
 
 
 def test_plain_moco_has_only_the_contrastive_loss():

@@ -5,14 +5,15 @@ overrides; all three extra weights at 0 is plain MoCo v2 on the same frames).
 
 A step takes cross-identity units [B, 2, T, ...]: two clips of T frames of two different people.
 Every frame is a query (the student's AU code of the frame as streamed) whose positive key is the
-momentum encoder's AU code of a second view of the same frame (another crop, flip and colour
-jitter, drawn here once per clip, so all frames of a clip share it). TCL ranks the similarity of
-each clip's first frame (the anchor, as its key) to the queries of the clip's frames: each frame
-further away must be less similar by at least `margin` per frame of distance, so the student
-learns what changes over time. CIR rebuilds every frame from its AU code and the identity code of
-the next frame of its clip (same person); and, across the unit's two people, the AU code of A's
-anchor rebuilt with B's identity, encoded again, must match A's AU code (the cycle), and the other
-way round.
+momentum encoder's AU code of a second view of the same frame (a flip and colour jitter, and a crop
+if `view.min_scale` < 1, drawn here once per clip, so all frames of a clip share it). TCL ranks the
+similarity of each clip's first frame (the anchor, as its key) to the queries of the clip's frames:
+each frame further away must be less similar by at least `margin` per frame of distance, so the
+student learns what changes over time. CIR rebuilds every frame by moving the pixels of the next
+frame of its clip (same person, the identity) from that frame's AU code to its own; and, across the
+unit's two people, B's anchor moved to A's AU code, encoded again, must have A's AU code (the
+cycle), and the other way round. The appearance comes from the identity face, so the AU code only
+has to say how the face is set.
 """
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   training.make_train_step, and enqueues the keys of every device."""
   c, size = config.clp, config.data.image_size
   tcl, rebuild, cycle = c.tcl.weight > 0, c.cir.weight > 0, c.cir.cycle_weight > 0
-  identity = rebuild or cycle
+  half = size // 2
 
   def train_step(state: TrainState, batch: dict):
     image = batch["image"]
@@ -122,15 +123,12 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     draw = uniform_rows(jax.random.fold_in(jax.random.key(config.seed), state.step), clips, 7)
     views = second_view(frames, jnp.repeat(draw, t, axis=0), c.view.min_scale,
                         c.view.color_jitter)
-    (key_codes, _), _ = model.apply(state.teacher, views, train=True, identity=False,
-                                    method=model.codes, mutable=["batch_stats"])
+    key_codes, _ = model.apply(state.teacher, views, train=True, mutable=["batch_stats"])
     keys = jax.lax.stop_gradient(_normalize(key_codes))
 
     def loss_fn(params):
       variables = {"params": params, "batch_stats": state.batch_stats}
-      (au_code, identity_code), new_vars = model.apply(
-          variables, frames, train=True, identity=identity, method=model.codes,
-          mutable=["batch_stats"])
+      au_code, new_vars = model.apply(variables, frames, train=True, mutable=["batch_stats"])
       queries = _normalize(au_code)
       nce, top1 = info_nce(queries, keys, state.queue, c.temperature,
                            t if c.clip_negatives else 1)
@@ -144,25 +142,26 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
         terms["tcl"] = global_mean(violation.sum(), clips * t * (t - 1) / 2)
         total += c.tcl.weight * terms["tcl"]
         stats["tcl_ordered"] = jnp.mean(ordered)
-      if identity:
-        au = au_code.reshape(clips, t, -1)
-        person = identity_code.reshape(clips, t, -1)
-      if rebuild:  # Frame t from its AU code and the identity code of frame t + 1 of its clip.
-        rebuilt = model.apply(variables, au.reshape(n, -1),
-                              jnp.roll(person, -1, axis=1).reshape(n, -1), method=model.decode)
-        target = pool_to(normalize_image(frames, jnp.float32), rebuilt.shape[1])
-        terms["reconstruction"] = global_mean(jnp.abs(rebuilt - target).sum(), target.size)
+      au = au_code.reshape(clips, t, -1)
+      pixels = pool_to(normalize_image(frames, jnp.float32), half).reshape(clips, t, half, half, 3)
+      if rebuild:  # Frame t: frame t + 1 of its clip (same person) moved to frame t's AU code.
+        nxt = lambda x: jnp.roll(x, -1, axis=1).reshape(n, *x.shape[2:])
+        rebuilt = model.apply(variables, au_code, nxt(pixels), nxt(au), method=model.decode)
+        target = pixels.reshape(rebuilt.shape)
+        error = jnp.abs(rebuilt - target)
+        terms["reconstruction"] = global_mean(error.sum(), error.size)
         total += c.cir.weight * terms["reconstruction"]
-      if cycle:  # Each anchor's AU code with the other person's identity, encoded again.
-        anchor_au = au[:, 0].reshape(b, 2, -1)
-        swapped = person[:, 0].reshape(b, 2, -1)[:, ::-1]
-        mixed = model.apply(variables, anchor_au.reshape(clips, -1), swapped.reshape(clips, -1),
-                            method=model.decode)
+        # The share of the frames' difference that the move explains (0: none, the frame as is).
+        still = jnp.abs(nxt(pixels) - target).sum()
+        stats["cir_explained"] = 1.0 - jax.lax.psum(error.sum(), AXIS) / jax.lax.psum(still, AXIS)
+      if cycle:  # Each anchor's AU code shown by the other person's anchor, encoded again.
+        anchor_au = au[:, 0]
+        other = lambda x: x[:, 0].reshape(b, 2, *x.shape[2:])[:, ::-1].reshape(x[:, 0].shape)
+        mixed = model.apply(variables, anchor_au, other(pixels), other(au), method=model.decode)
         faces = jax.image.resize(denormalize(mixed), (clips, size, size, 3), "linear")
-        (again, _), _ = model.apply(variables, faces, train=True, identity=False,
-                                    method=model.codes, mutable=["batch_stats"])
-        agreement = jnp.sum(_normalize(again) * jax.lax.stop_gradient(
-            _normalize(anchor_au.reshape(clips, -1))), axis=-1)
+        again, _ = model.apply(variables, faces, train=True, mutable=["batch_stats"])
+        agreement = jnp.sum(_normalize(again) * jax.lax.stop_gradient(_normalize(anchor_au)),
+                            axis=-1)
         terms["cycle"] = global_mean((1.0 - agreement).sum(), clips)
         total += c.cir.cycle_weight * terms["cycle"]
       return total, (terms, stats, new_vars["batch_stats"])
@@ -186,17 +185,18 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
 
 def make_swap_fn(model) -> Callable:
   """Jitted cross-identity reconstructions of pairs of faces A, B [P, 2, S, S, 3] (0-255):
-  each face rebuilt from its own codes, and from its AU code with the other's identity code
-  (BatchNorm in inference mode); 0-255 at the decoder's size."""
+  each face moved to its own AU code, and moved to the other's AU code (BatchNorm in inference
+  mode); 0-255 at the decoder's size."""
 
   @jax.jit
   def swap(variables: dict, faces: jnp.ndarray) -> dict[str, jnp.ndarray]:
-    p = faces.shape[0]
+    p, size = faces.shape[0], faces.shape[2]
     flat = faces.reshape(2 * p, *faces.shape[2:])
-    au, person = model.apply(variables, flat, method=model.codes)
-    swapped = person.reshape(p, 2, -1)[:, ::-1].reshape(2 * p, -1)
-    own = denormalize(model.apply(variables, au, person, method=model.decode))
-    mixed = denormalize(model.apply(variables, au, swapped, method=model.decode))
+    au = model.apply(variables, flat)
+    pixels = pool_to(normalize_image(flat, jnp.float32), size // 2)
+    other = lambda x: x.reshape(p, 2, *x.shape[1:])[:, ::-1].reshape(x.shape)
+    own = denormalize(model.apply(variables, au, pixels, au, method=model.decode))
+    mixed = denormalize(model.apply(variables, au, other(pixels), other(au), method=model.decode))
     shape = (p, 2, *own.shape[1:])
     return {"faces": faces, "own": own.reshape(shape), "swapped": mixed.reshape(shape)}
 

@@ -130,8 +130,8 @@ def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:
 
 
 def plot_cir_samples(samples: dict, path: str, title: str = "") -> str:
-  """One row per pair of people A, B: A, B, each rebuilt from its own codes, and each rebuilt
-  from its AU code with the other's identity code."""
+  """One row per pair of people A, B: A, B, each moved to its own AU code (it should stay as it
+  is), and each moved to the other's AU code ("AU of A, identity of B": B's face set as A's)."""
   import numpy as np
   columns = [("faces", 0, "A"), ("faces", 1, "B"), ("own", 0, "A rebuilt"),
              ("own", 1, "B rebuilt"), ("swapped", 0, "AU of A, identity of B"),
