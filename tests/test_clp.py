@@ -232,3 +232,7 @@ def test_checkpoints_of_states_without_the_optional_parts_restore(tmp_path):
   checkpointing.save(manager, 3, with_queue)
   manager.wait_until_finished()
   np.testing.assert_array_equal(checkpointing.restore(manager, 3, with_queue).queue, 1.0)
+  # A network that has changed since the checkpoint was written (CLP's decoder did).
+  changed = with_queue.replace(params={"w": jnp.arange(3.0), "decoder": jnp.zeros(2)})
+  with pytest.raises(UserError, match="checkpoints/3 holds a different network"):
+    checkpointing.restore(manager, 3, changed)

@@ -9,6 +9,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
+from wsrtl_jax.errors import UserError
+
 SELECTION_METRIC = "val_avg_f1"
 
 
@@ -49,5 +51,13 @@ def restore(manager: ocp.CheckpointManager, step: int, like: Any) -> Any:
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _present(like))
   on_disk = manager.item_metadata(step).tree
   abstract.update({k: None for k, v in on_disk.items() if v is None and k not in abstract})
-  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  try:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  except ValueError as error:
+    if "tree structures do not match" not in str(error):
+      raise
+    raise UserError(f"the checkpoint {manager.directory / str(step)} holds a different network "
+                    "than its run's config builds now (written by an earlier release of a model "
+                    "that has changed since?); pretrain or train it again with this release"
+                    ) from None
   return like.replace(**{k: v for k, v in restored.items() if v is not None})
