@@ -142,8 +142,10 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
         terms["tcl"] = global_mean(violation.sum(), clips * t * (t - 1) / 2)
         total += c.tcl.weight * terms["tcl"]
         stats["tcl_ordered"] = jnp.mean(ordered)
-      au = au_code.reshape(clips, t, -1)
-      pixels = pool_to(normalize_image(frames, jnp.float32), half).reshape(clips, t, half, half, 3)
+      if rebuild or cycle:  # Each frame's AU code and pixels at the decoder's size, by clip.
+        au = au_code.reshape(clips, t, -1)
+        pixels = pool_to(normalize_image(frames, jnp.float32), half).reshape(
+            clips, t, half, half, 3)
       if rebuild:  # Frame t: frame t + 1 of its clip (same person) moved to frame t's AU code.
         nxt = lambda x: jnp.roll(x, -1, axis=1).reshape(n, *x.shape[2:])
         rebuilt = model.apply(variables, au_code, nxt(pixels), nxt(au), method=model.decode)
