@@ -76,6 +76,11 @@ def second_view(images: jnp.ndarray, draw: jnp.ndarray, min_scale: float, jitter
   return image_ops.colour_jitter(views, low + (high - low) * draw[:, 4:7])
 
 
+def other_person(rows: jnp.ndarray) -> jnp.ndarray:
+  """Rows [2P, ...] of pairs of people (A, B, A, B, ...) -> each row's partner (B, A, B, A, ...)."""
+  return rows.reshape(-1, 2, *rows.shape[1:])[:, ::-1].reshape(rows.shape)
+
+
 def info_nce(queries: jnp.ndarray, keys: jnp.ndarray, queue: jnp.ndarray, temperature: float,
              group: int = 1) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Per-query InfoNCE loss [N] and whether the positive scored highest [N]; every vector unit
@@ -158,8 +163,8 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
         stats["cir_explained"] = 1.0 - jax.lax.psum(error.sum(), AXIS) / jax.lax.psum(still, AXIS)
       if cycle:  # Each anchor's AU code shown by the other person's anchor, encoded again.
         anchor_au = au[:, 0]
-        other = lambda x: x[:, 0].reshape(b, 2, *x.shape[2:])[:, ::-1].reshape(x[:, 0].shape)
-        mixed = model.apply(variables, anchor_au, other(pixels), other(au), method=model.decode)
+        mixed = model.apply(variables, anchor_au, other_person(pixels[:, 0]),
+                            other_person(anchor_au), method=model.decode)
         faces = jax.image.resize(denormalize(mixed), (clips, size, size, 3), "linear")
         again, _ = model.apply(variables, faces, train=True, mutable=["batch_stats"])
         agreement = jnp.sum(_normalize(again) * jax.lax.stop_gradient(_normalize(anchor_au)),
@@ -196,9 +201,9 @@ def make_swap_fn(model) -> Callable:
     flat = faces.reshape(2 * p, *faces.shape[2:])
     au = model.apply(variables, flat)
     pixels = pool_to(normalize_image(flat, jnp.float32), size // 2)
-    other = lambda x: x.reshape(p, 2, *x.shape[1:])[:, ::-1].reshape(x.shape)
     own = denormalize(model.apply(variables, au, pixels, au, method=model.decode))
-    mixed = denormalize(model.apply(variables, au, other(pixels), other(au), method=model.decode))
+    mixed = denormalize(model.apply(variables, au, other_person(pixels), other_person(au),
+                                    method=model.decode))
     shape = (p, 2, *own.shape[1:])
     return {"faces": faces, "own": own.reshape(shape), "swapped": mixed.reshape(shape)}
 

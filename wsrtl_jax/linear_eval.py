@@ -23,17 +23,22 @@ from wsrtl_jax import (evaluation, losses, methods, parallel, plots, pretrained,
 from wsrtl_jax.errors import UserError
 from wsrtl_jax.train import gather_split
 
-FEATURES = ("au_code", "backbone", "backbone_map")
+def _last_stage(module, images, train):
+  return module.backbone(images, train=train)[-1].astype(jnp.float32)
 
 
 def _pooled_backbone(module, images, au_centres, train):
-  return jnp.mean(module.backbone(images, train=train)[-1].astype(jnp.float32), axis=(1, 2))
+  return jnp.mean(_last_stage(module, images, train), axis=(1, 2))
 
 
 def _backbone_map(module, images, au_centres, train):
   """The last stage unpooled, flattened: where on the face a feature fires is kept."""
-  last = module.backbone(images, train=train)[-1].astype(jnp.float32)
+  last = _last_stage(module, images, train)
   return last.reshape(last.shape[0], -1)
+
+
+# `linear.feature` -> what the probe reads (None: the model's output, the AU code).
+FEATURES = {"au_code": None, "backbone": _pooled_backbone, "backbone_map": _backbone_map}
 
 
 def identity_probe(features: np.ndarray, identities: np.ndarray, sequences: np.ndarray,
@@ -71,9 +76,8 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)
   state = parallel.replicate(state, mesh)
-  method = {"backbone": _pooled_backbone, "backbone_map": _backbone_map}.get(config.linear.feature)
   extract = training.make_predict_fn(model, config.data.image_size, output=lambda x: x,
-                                     method=method)
+                                     method=FEATURES[config.linear.feature])
   gather = lambda which, **kw: gather_split(extract, state, config, builder, splits, which, mesh,
                                             **kw)
   train, val, test = (gather("train", labelled_only=True), gather("validation"), gather("test"))
