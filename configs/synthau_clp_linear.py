@@ -2,10 +2,10 @@
   python -m wsrtl_jax linear_eval --workdir PRETRAIN_DIR --config configs/synthau_clp_linear.py
 
 The pretrained network (its config and last checkpoint come from PRETRAIN_DIR) is frozen; a
-BatchNorm + linear probe on its AU code (CLP) or pooled backbone feature is trained on the
-labelled frames' centre crops, selected on the validation subjects, and tested on the fold's
-test subjects. An identity probe on the test subjects measures how much of the person the
-same features still carry.
+BatchNorm + linear probe on its AU code (CLP) or another feature (`linear.feature`) is trained
+on the labelled frames' centre crops, selected on the validation subjects, and tested on the
+fold's test subjects. An identity probe on the test subjects measures how much of the person
+the same features still carry.
 """
 import ml_collections
 
@@ -16,7 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
   c = synthau_supervised.get_config()
   c.data.label_fraction = 0.1
   c.linear = ml_collections.ConfigDict()
-  c.linear.feature = "au_code"  # au_code (the model's output) | backbone (pooled last stage).
+  # au_code (the model's output) | backbone (pooled last stage) | backbone_map (unpooled) |
+  # au_centres (the landmarks' AU centres, no network: what the geometry alone tells).
+  c.linear.feature = "au_code"
   c.linear.steps = 2000
   c.linear.learning_rate = 1e-2
   c.linear.batch_size = 256

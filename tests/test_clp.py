@@ -192,6 +192,11 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
   # The last stage unpooled: 2 x 2 cells of 64 channels at 48 px and width 8.
   assert "Features (backbone_map, 256 dims)" in capsys.readouterr().out
   assert json.loads((tmp_path / "map" / "eval.json").read_text())["feature"] == "backbone_map"
+  cli.run(cli_args("linear_eval", pretrain, config="configs/synthau_clp_linear.py",
+                   **LINEAR_TINY, **{"linear.feature": "au_centres"})[3:] + ["--out",
+                                                                          str(tmp_path / "geo")])
+  # Two centres (x, y) for each of the 15 AUs, as fractions of the side.
+  assert "Features (au_centres, 60 dims)" in capsys.readouterr().out
 
   supervised = load_config("configs/synthau_supervised.py")
   supervised.model.width, supervised.data.image_size = 8, 48  # As the tiny pretraining.

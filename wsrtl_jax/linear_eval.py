@@ -37,8 +37,15 @@ def _backbone_map(module, images, au_centres, train):
   return last.reshape(last.shape[0], -1)
 
 
+def _au_centres(module, images, au_centres, train):
+  """The landmarks' AU centres as fractions of the side, no network: how far the face's geometry
+  alone tells the AUs (a reference for what pretraining can reach)."""
+  return au_centres.reshape(au_centres.shape[0], -1).astype(jnp.float32) / images.shape[1]
+
+
 # `linear.feature` -> what the probe reads (None: the model's output, the AU code).
-FEATURES = {"au_code": None, "backbone": _pooled_backbone, "backbone_map": _backbone_map}
+FEATURES = {"au_code": None, "backbone": _pooled_backbone, "backbone_map": _backbone_map,
+            "au_centres": _au_centres}
 
 
 def identity_probe(features: np.ndarray, identities: np.ndarray, sequences: np.ndarray,
