@@ -1,6 +1,6 @@
 """CLP: the pieces of the step (InfoNCE against the queue, the temporal margin, the key's view),
-the whole sharded step and its queue on 1 and 4 devices, and pretraining then linear evaluation
-and fine-tuning from the command line."""
+the whole sharded step and its queue on 1 and 4 devices, and pretraining then linear evaluation,
+the factor probe and fine-tuning from the command line."""
 import json
 
 import jax
@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from configs import synthau_clp
+from data_pipeline.synthau.generator import CLIP_FACTORS
 from tests.helpers import cli_args
-from wsrtl_jax import (checkpointing, cli, clp_training, methods, parallel, pretrained, probes,
-                       training)
+from wsrtl_jax import (checkpointing, cli, clp_training, factor_probe, methods, parallel,
+                       pretrained, probes, training)
 from wsrtl_jax.config_loading import load_config
 from wsrtl_jax.errors import UserError
 
@@ -170,6 +171,12 @@ LINEAR_TINY = {"linear.steps": 40, "linear.identity_steps": 40, "linear.score_ev
                "data.label_fraction": 0.5}
 
 
+def test_change_over_clip_is_one_minus_cos_to_the_first_frame():
+  first, same, turned = [1.0, 0.0], [3.0, 0.0], [0.0, 2.0]
+  assert factor_probe.change_over_clip(np.array([[first, same, same]])) == 0.0
+  assert factor_probe.change_over_clip(np.array([[first, same, turned]])) == 0.5
+
+
 def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
   """In one process (the CLI's `run`), to spare the suite three interpreter start-ups."""
   pretrain = tmp_path / "clp"
@@ -197,6 +204,10 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
                                                                           str(tmp_path / "geo")])
   # Two centres (x, y) for each of the 15 AUs, as fractions of the side.
   assert "Features (au_centres, 60 dims)" in capsys.readouterr().out
+  cli.run(["factors", "--workdir", str(pretrain)])
+  factors = json.loads((pretrain / "factors" / "factors.json").read_text())["factors"]
+  assert tuple(factors) == CLIP_FACTORS and "head pose" in capsys.readouterr().out
+  assert factors["all"]["pixel_change"] > factors["AUs"]["pixel_change"] > 0
 
   supervised = load_config("configs/synthau_supervised.py")
   supervised.model.width, supervised.data.image_size = 8, 48  # As the tiny pretraining.

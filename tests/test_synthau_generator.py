@@ -74,6 +74,25 @@ def test_deterministic_and_varied():
     assert not np.array_equal(a["pose"], other["pose"])
 
 
+def test_varying_keeps_one_factor_changing_and_the_first_frame():
+  identity = gen.sample_identity(2)
+  full = gen.generate_clip(identity, 1, 8, image_size=64)
+  aus = gen.generate_clip(identity, 1, 8, image_size=64, varying="AUs")
+  pose = gen.generate_clip(identity, 1, 8, image_size=64, varying="head pose")
+  for clip in (aus, pose):  # The same person, scene and first frame as the clip (to rounding).
+    np.testing.assert_array_equal(clip["landmarks"][0], full["landmarks"][0])
+    assert np.abs(clip["image"][0].astype(int) - full["image"][0]).max() <= 1
+  np.testing.assert_array_equal(aus["intensity"], full["intensity"])
+  np.testing.assert_array_equal(aus["pose"], np.repeat(full["pose"][:1], 8, axis=0))
+  np.testing.assert_array_equal(pose["pose"], full["pose"])
+  np.testing.assert_array_equal(pose["intensity"], np.repeat(full["intensity"][:1], 8, axis=0))
+  # Head turns move every landmark; with the head held, landmarks no AU moves stay put.
+  moved = lambda clip: np.abs(clip["landmarks"][-1] - clip["landmarks"][0]).max(axis=1)
+  assert moved(pose).min() > 0.1 and moved(aus).min() < 0.01
+  with pytest.raises(ValueError, match="varying='pose'; choose one of all, AUs, head pose"):
+    gen.generate_clip(identity, 1, 8, varying="pose")
+
+
 def test_global_rng_untouched():
   np.random.seed(123)
   expected = np.random.random()

@@ -1,4 +1,5 @@
-"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,linear_eval,bench,compare,report}`.
+"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,linear_eval,factors,bench,compare,
+report}`.
 
 Heavy imports (TensorFlow, the data path) happen inside the commands that need them, so `bench`
 runs where TensorFlow is not installed.
@@ -27,6 +28,8 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
   linear_eval --workdir PRETRAIN_DIR --config FILE [--config.KEY=VALUE ...] [--out DIR]
             [--random_init]    probe a pretraining run's frozen features (or the same network
                                untrained): AU F1 from a linear head, identity accuracy
+  factors   --workdir DIR [--random_init] [--out DIR]   what moves a SynthAU run's frozen output
+            over a clip: each AU and nuisance factor varied alone, output change beside pixels'
   bench     --config FILE [--config.KEY=VALUE ...] [--steps N]     time the compiled train step
             [--input]                                               or the input streams (frames/s)
             [--peer]                                                and the PyTorch peer's step, same shapes
@@ -57,8 +60,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
       rest.append(arg)
     i += 1
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
-  parser.add_argument("command", choices=["prepare", "train", "evaluate", "linear_eval", "bench",
-                                          "compare", "report"])
+  parser.add_argument("command", choices=["prepare", "train", "evaluate", "linear_eval",
+                                          "factors", "bench", "compare", "report"])
   parser.add_argument("dirs", nargs="*", help="the workdirs of `compare` and `report`")
   parser.add_argument("--markdown", action="store_true")
   parser.add_argument("--config")
@@ -134,6 +137,10 @@ def run(argv: list[str]) -> None:
                       f"configs/synthau_clp_linear.py; '{args.config}' has none")
     from wsrtl_jax import linear_eval
     linear_eval.linear_eval(config, _require_workdir(args), args.out, args.random_init)
+  elif args.command == "factors":
+    from wsrtl_jax import factor_probe
+    factor_probe.factor_probe(_require_workdir(args), random_init=args.random_init,
+                              out_dir=args.out)
   elif args.command == "bench" and args.input:
     from data_pipeline import input_bench
     for record in input_bench.benchmark_input(_config(args, overrides)):

@@ -1496,14 +1496,34 @@ def render_frames(identity: Identity, intensity: np.ndarray, pose: np.ndarray, s
   return image, landmarks
 
 
+# Factor -> the per-frame Scene fields it varies over a clip ("AUs" and "head pose" vary the
+# intensity and pose tracks; "all" is the clip as sampled).
+_SCENE_FACTORS = {"camera (shift, zoom)": ("offset", "zoom"), "exposure": ("exposure",),
+                  "gaze, blinks": ("gaze", "blink"), "occluder": ("occ_in",),
+                  "sensor noise": ("noise_offset",)}
+CLIP_FACTORS: tuple[str, ...] = ("all", "AUs", "head pose", *_SCENE_FACTORS)
+
+
 def generate_clip(identity: Identity, clip_index: int, num_frames: int = 32, image_size: int = 128,
-                  seed: int = 0) -> dict[str, np.ndarray]:
+                  seed: int = 0, varying: str = "all") -> dict[str, np.ndarray]:
   """One clip: image [T,H,W,3] uint8, landmarks [T,68,2] float32, intensity [T,15] float32 in
-  [0,5], occurrence [T,15] uint8 (= intensity >= 2), pose [T,3] float32 (yaw, pitch, roll deg)."""
+  [0,5], occurrence [T,15] uint8 (= intensity >= 2), pose [T,3] float32 (yaw, pitch, roll deg).
+
+  `varying` (one of CLIP_FACTORS) keeps just that factor changing over time and holds every
+  other one at its first frame's value: the same person, scene and first frame as the clip."""
+  if varying not in CLIP_FACTORS:
+    raise ValueError(f"varying={varying!r}; choose one of {', '.join(CLIP_FACTORS)}")
   rng = _rng(seed, identity.subject_index, clip_index, _CLIP_TAG)
   intensity = sample_intensity(rng, identity, num_frames)
   pose = sample_pose(rng, num_frames)
   scene = sample_scene(rng, num_frames)
+  if varying != "all":
+    held = lambda a: np.repeat(a[:1], len(a), axis=0)
+    scene = dataclasses.replace(scene, **{
+        f: getattr(scene, f) if f in _SCENE_FACTORS.get(varying, ()) else held(getattr(scene, f))
+        for fields in _SCENE_FACTORS.values() for f in fields})
+    intensity = intensity if varying == "AUs" else held(intensity)
+    pose = pose if varying == "head pose" else held(pose)
   image, landmarks = render_frames(identity, intensity, pose, scene, image_size)
   return {"image": image, "landmarks": landmarks, "intensity": intensity,
           "occurrence": (intensity >= 2).astype(np.uint8), "pose": pose}

@@ -18,6 +18,7 @@ class SynthAUConfig(tfds.core.BuilderConfig):
   frames_per_clip: int = 16
   image_size: int = 128
   seed: int = 0
+  varying: str = "all"  # generator.CLIP_FACTORS: what changes over each clip.
 
 
 def part_of_subject(subject_index: int) -> int:
@@ -35,6 +36,10 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
       SynthAUConfig(name="small", description="600 subjects x 2 clips x 16 frames at 128 px."),
       SynthAUConfig(name="tiny", description="For tests: 9 subjects x 2 clips x 8 frames, 64 px.",
                     num_subjects=9, clips_per_subject=2, frames_per_clip=8, image_size=64),
+      SynthAUConfig(name="small_aus_only", varying="AUs",
+                    description="`small` with only the AUs changing within each clip (head, "
+                    "camera, light, gaze, blinks, occluder and noise held at the clip's first "
+                    "frame): the control for temporal self-supervision."),
   ]
   DEFAULT_CONFIG_NAME = "small"
 
@@ -72,7 +77,7 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
       name = generator.subject_id(s)
       for clip_index in range(c.clips_per_subject):
         clip = generator.generate_clip(identity, clip_index, num_frames=c.frames_per_clip,
-                                       image_size=c.image_size, seed=c.seed)
+                                       image_size=c.image_size, seed=c.seed, varying=c.varying)
         sequence = f"{name}/C{clip_index:02d}"
         for t in range(c.frames_per_clip):
           yield f"{sequence}/{t:04d}", {
