@@ -1510,7 +1510,8 @@ def generate_clip(identity: Identity, clip_index: int, num_frames: int = 32, ima
   [0,5], occurrence [T,15] uint8 (= intensity >= 2), pose [T,3] float32 (yaw, pitch, roll deg).
 
   `varying` (one of CLIP_FACTORS) keeps just that factor changing over time and holds every
-  other one at its first frame's value: the same person, scene and first frame as the clip."""
+  other one at its first frame's value: the same person, scene and landmarks of the first frame
+  as the clip, its pixels to a grey level (a chunk renders at its frames' mean scale)."""
   if varying not in CLIP_FACTORS:
     raise ValueError(f"varying={varying!r}; choose one of {', '.join(CLIP_FACTORS)}")
   rng = _rng(seed, identity.subject_index, clip_index, _CLIP_TAG)
