@@ -208,6 +208,8 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
   factors = json.loads((pretrain / "factors" / "factors.json").read_text())["factors"]
   assert tuple(factors) == CLIP_FACTORS and "head pose" in capsys.readouterr().out
   assert factors["all"]["pixel_change"] > factors["AUs"]["pixel_change"] > 0
+  with Image.open(pretrain / "factors" / "factors.png") as image:
+    assert image.format == "PNG"
 
   supervised = load_config("configs/synthau_supervised.py")
   supervised.model.width, supervised.data.image_size = 8, 48  # As the tiny pretraining.

@@ -20,7 +20,7 @@ import numpy as np
 
 from data_pipeline import alignment, augment, input_pipeline
 from data_pipeline.synthau import generator
-from wsrtl_jax import parallel, pretrained, training
+from wsrtl_jax import parallel, plots, pretrained, training
 from wsrtl_jax.errors import UserError
 
 
@@ -33,7 +33,8 @@ def change_over_clip(values: np.ndarray) -> float:
 def factor_probe(workdir: str, num_clips: int = 24, random_init: bool = False,
                  out_dir: str | None = None) -> dict:
   """Per factor: the mean absolute pixel change over the clip (0-255) and the change of the
-  model's output (the AU code for CLP) from the first frame, x1000; writes `factors.json`."""
+  model's output (the AU code for CLP) from the first frame, x1000; writes `factors.json` and
+  its bar chart `factors.png`."""
   config, model, state, step = pretrained.load_run(workdir, restore=not random_init)
   if not config.data.name.startswith("synthau"):
     raise UserError(f"factor_probe renders SynthAU clips; the run in '{workdir}' was trained on "
@@ -70,4 +71,5 @@ def factor_probe(workdir: str, num_clips: int = 24, random_init: bool = False,
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "factors.json"), "w") as f:
     json.dump(result, f, indent=2)
+  print(f"-> {plots.plot_factors(result, os.path.join(out_dir, 'factors.png'))}", flush=True)
   return result

@@ -1,4 +1,5 @@
-"""PNGs next to the numbers: training curves and the per-AU F1 of an evaluation."""
+"""PNGs next to the numbers: training curves, the per-AU F1 of an evaluation, what moves a
+representation over a clip, and sample sheets."""
 from __future__ import annotations
 
 import os
@@ -64,6 +65,29 @@ def plot_per_au_f1(result: dict, path: str) -> str:
   ax.set_title(f"{result['dataset']} fold {result['fold']}, {result['split']} split, "
                f"step {result['step']}")
   ax.legend(loc="upper left", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_factors(result: dict, path: str) -> str:
+  """Bars of `factors.json`: how much each factor, varied alone over a clip, moves the frozen
+  output, and how much per grey level of pixel change."""
+  plt = _pyplot()
+  factors = result["factors"]
+  names = list(factors)[::-1]  # "all" on top.
+  code = [factors[n]["code_change_x1000"] for n in names]
+  per_level = [c / max(factors[n]["pixel_change"], 1e-6) for c, n in zip(code, names)]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+  for ax, values, label in ((axes[0], code, "output change (1 - cos to frame 0) x1000"),
+                            (axes[1], per_level, "output change per grey level of pixel change")):
+    ax.barh(names, values, color=["gray" if n == "all" else "tab:blue" for n in names])
+    ax.set_xlabel(label)
+    ax.grid(axis="x", alpha=0.3)
+  source = "untrained" if result["random_init"] else f"step {result['step']}"
+  fig.suptitle(f"What moves the output over a clip: {result['workdir']} ({source}), "
+               f"{result['clips']} test clips of {result['frames']} frames", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
