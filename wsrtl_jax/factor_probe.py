@@ -42,14 +42,13 @@ def factor_probe(workdir: str, num_clips: int = 24, random_init: bool = False,
   builder = input_pipeline.load_builder(config)
   store = builder.builder_config
   subjects = input_pipeline.fold_splits(config, builder).test.subjects[:num_clips]
-  frame, crop = store.image_size, augment.crop_size(store.image_size, config.data)
+  frame, crop, size = (store.image_size, augment.crop_size(store.image_size, config.data),
+                       config.data.image_size)
   top = (frame - crop) // 2
-  mesh = parallel.make_mesh(1)
-  predict = training.make_predict_fn(model, config.data.image_size, output=lambda x: x)
-  state = parallel.replicate(state, mesh)
+  predict = training.make_predict_fn(model, size, output=lambda x: x)
+  state = parallel.replicate(state, parallel.make_mesh(1))
   result = {"workdir": os.path.abspath(workdir), "step": step, "random_init": random_init,
             "clips": len(subjects), "frames": store.frames_per_clip, "factors": {}}
-  size = config.data.image_size
   for factor in generator.CLIP_FACTORS:
     clips = [generator.generate_clip(generator.sample_identity(int(name[1:]), store.seed), 0,
                                      store.frames_per_clip, frame, store.seed, varying=factor)
