@@ -63,6 +63,12 @@ def crop_size(frame_size: int, config: ml_collections.ConfigDict) -> int:
   return int(round(frame_size * config.crop_fraction))
 
 
+def to_input_pixels(points, top_left, crop: int, size: int):
+  """Frame pixel coordinates (x, y) -> where they land once the crop at `top_left` (x, y) is
+  resized from `crop` to `size` (bilinear, pixel centres at +0.5); numpy or TensorFlow."""
+  return (points - top_left + 0.5) / (crop / size) - 0.5
+
+
 def augment_batch(batch: dict, *, frame_size: int, config: ml_collections.ConfigDict) -> dict:
   """A batch of decoded units, ready to ship: the crops [B, T, C, C, 3] uint8 with each unit's
   `flip` and colour `jitter`, which the accelerator applies while resizing to S =
@@ -70,9 +76,8 @@ def augment_batch(batch: dict, *, frame_size: int, config: ml_collections.Config
   centres are already where they land in that S x S image (bilinear resampling with pixel
   centres at +0.5)."""
   size = config.image_size
-  step = crop_size(frame_size, config) / size
   top_left = tf.cast(batch["top_left"], tf.float32)[:, None, None, ::-1]
-  landmarks = (batch["landmarks"] - top_left + 0.5) / step - 0.5
+  landmarks = to_input_pixels(batch["landmarks"], top_left, crop_size(frame_size, config), size)
   mirrored = tf.gather(landmarks, FLIP_PERMUTATION, axis=-2)
   mirrored = tf.stack([size - 1.0 - mirrored[..., 0], mirrored[..., 1]], axis=-1)
   landmarks = tf.where(batch["flip"][:, None, None, None], mirrored, landmarks)

@@ -50,12 +50,12 @@ def factor_probe(workdir: str, num_clips: int = 24, random_init: bool = False,
   result = {"workdir": os.path.abspath(workdir), "step": step, "random_init": random_init,
             "clips": len(subjects), "frames": store.frames_per_clip, "factors": {}}
   for factor in generator.CLIP_FACTORS:
-    clips = [generator.generate_clip(generator.sample_identity(int(name[1:]), store.seed), 0,
+    clips = [generator.generate_clip(generator.sample_identity(generator.subject_index(name), store.seed), 0,
                                      store.frames_per_clip, frame, store.seed, varying=factor)
              for name in subjects]
     crops = np.stack([c["image"][:, top:top + crop, top:top + crop] for c in clips])
-    # The landmarks where the host puts them: in the crop, resized to the network's input.
-    landmarks = (np.concatenate([c["landmarks"] for c in clips]) - top + 0.5) * size / crop - 0.5
+    landmarks = augment.to_input_pixels(np.concatenate([c["landmarks"] for c in clips]), top,
+                                        crop, size)
     outputs = np.asarray(jax.device_get(predict(
         state, jnp.asarray(crops.reshape(-1, crop, crop, 3)),
         jnp.asarray(alignment.au_centres(landmarks)))))

@@ -19,6 +19,14 @@ def _pyplot():
   return plt
 
 
+def _save(plt, fig, path: str) -> str:
+  """Lays out `fig`, writes it to `path` and frees it."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def plot_training_curves(workdir: str) -> str:
   """`workdir/training_curves.png`: loss (and its terms), learning rate, and validation average
   F1 by step; for pretraining, which has no validation, the contrastive accuracies instead."""
@@ -41,11 +49,7 @@ def plot_training_curves(workdir: str) -> str:
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-  fig.tight_layout()
-  path = os.path.join(workdir, "training_curves.png")
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, os.path.join(workdir, "training_curves.png"))
 
 
 def plot_per_au_f1(result: dict, path: str) -> str:
@@ -65,10 +69,7 @@ def plot_per_au_f1(result: dict, path: str) -> str:
   ax.set_title(f"{result['dataset']} fold {result['fold']}, {result['split']} split, "
                f"step {result['step']}")
   ax.legend(loc="upper left", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def plot_factors(result: dict, path: str) -> str:
@@ -88,10 +89,7 @@ def plot_factors(result: dict, path: str) -> str:
   source = "untrained" if result["random_init"] else f"step {result['step']}"
   fig.suptitle(f"What moves the output over a clip: {result['workdir']} ({source}), "
                f"{result['clips']} test clips of {result['frames']} frames", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def flow_to_rgb(flow, max_magnitude: float | None = None):
@@ -127,10 +125,7 @@ def _image_grid(cells: list[list], titles: list[str], path: str, title: str = ""
         ax.set_ylabel(row_labels[r], fontsize=7)
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, path)
 
 
 def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:

@@ -49,6 +49,11 @@ def subject_id(subject_index: int) -> str:
   return f"S{subject_index:03d}"
 
 
+def subject_index(subject: str) -> int:
+  """The inverse of subject_id: 'S007' -> 7."""
+  return int(subject[1:])
+
+
 # --------------------------------------------------------------------------------------------
 # Identity
 # --------------------------------------------------------------------------------------------
