@@ -36,6 +36,7 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
             [--sweep [B,B,...]] [--profile DIR]      per-device batch sizes (8,16,32,64) x dtypes; a trace
   compare   DIR_A DIR_B                                             losses and parameters of two runs
   report    DIR [DIR ...] [--markdown]                              test results of runs side by side
+            (DIR,DIR,...: repeats of one run, e.g. seeds, averaged into one row with their spread)
 """
 
 
@@ -171,7 +172,7 @@ def run(argv: list[str]) -> None:
     print(json.dumps(compare.compare_runs(*args.dirs)), flush=True)
   elif args.command == "report":
     if not args.dirs:
-      raise UserError("report needs one or more workdirs: report DIR [DIR ...]")
+      raise UserError("report needs one or more workdirs: report DIR[,DIR...] [DIR ...]")
     from wsrtl_jax import report
     results = report.load_results(args.dirs)
     print(report.markdown_report(results) if args.markdown else report.format_report(results),

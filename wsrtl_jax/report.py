@@ -1,23 +1,60 @@
-"""Side-by-side results of several runs (their `eval.json`), as the papers lay them out."""
+"""Side-by-side results of several runs (their `eval.json`), as the papers lay them out; repeats
+of a run (other seeds) averaged into one row with their spread."""
 from __future__ import annotations
 
 import json
 import os
 
+import numpy as np
+
 from wsrtl_jax import evaluation
 from wsrtl_jax.errors import UserError
 
+# The scores a row of repeats shows as mean +- standard deviation.
+SPREAD = ("avg_f1", "auc", "identity")
 
-def load_results(workdirs: list[str]) -> dict[str, dict]:
-  """{run name (the workdir's base name): its eval.json}; all runs must share the AUs."""
+
+def _load(workdir: str) -> dict:
+  path = os.path.join(workdir, "eval.json")
+  if not os.path.isfile(path):
+    raise UserError(f"'{path}' does not exist; train or evaluate '{workdir}' first")
+  with open(path) as f:
+    return json.load(f)
+
+
+def _mean_of(runs: list[dict]) -> dict:
+  """The first run's eval.json with every score averaged over `runs`, and `spread` (standard
+  deviation over the runs) of the scores in SPREAD."""
+  scores = {"avg_f1": [r["avg_f1"] for r in runs], "auc": [r["auc"] for r in runs]}
+  if all("identity_probe" in r for r in runs):
+    scores["identity"] = [r["identity_probe"]["accuracy"] for r in runs]
+  mean = dict(runs[0], runs=len(runs), avg_f1=float(np.mean(scores["avg_f1"])),
+              auc=float(np.mean(scores["auc"])),
+              accuracy=float(np.mean([r["accuracy"] for r in runs])),
+              per_au_f1={au: float(np.mean([r["per_au_f1"][au] for r in runs]))
+                         for au in runs[0]["per_au_f1"]},
+              spread={k: float(np.std(v, ddof=1)) for k, v in scores.items()})
+  if "identity" in scores:
+    mean["identity_probe"] = dict(runs[0]["identity_probe"],
+                                  accuracy=float(np.mean(scores["identity"])))
+  return mean
+
+
+def load_results(rows: list[str]) -> dict[str, dict]:
+  """{row name: its eval.json} for rows given as a workdir, or as workdirs joined by commas (the
+  repeats of one run, averaged; named after the first); all rows must share the AUs."""
   results = {}
-  for workdir in workdirs:
-    path = os.path.join(workdir, "eval.json")
-    if not os.path.isfile(path):
-      raise UserError(f"'{path}' does not exist; train or evaluate '{workdir}' first")
-    with open(path) as f:
-      result = json.load(f)
-    results[_run_name(workdir, result)] = result
+  for row in rows:
+    workdirs = [w for w in row.split(",") if w]
+    if not workdirs:
+      raise UserError(f"'{row}' names no workdir; give DIR or DIR,DIR,...")
+    runs = [_load(w) for w in workdirs]
+    name = _run_name(workdirs[0], runs[0])
+    if len(runs) > 1:
+      if len({tuple(r["per_au_f1"]) for r in runs}) > 1:
+        raise UserError(f"the repeats '{row}' label different AUs; join runs of one dataset")
+      runs, name = [_mean_of(runs)], f"{name}, mean of {len(runs)}"
+    results[name] = runs[0]
   au_sets = {tuple(r["per_au_f1"]) for r in results.values()}
   if len(au_sets) > 1:
     raise UserError(f"the runs label different AUs ({sorted(au_sets)}); report one dataset at a "
@@ -33,9 +70,15 @@ def _run_name(workdir: str, result: dict) -> str:
   return f"{os.path.basename(result['pretrained'])} ({what})"
 
 
+def _score(result: dict, key: str) -> str:
+  """A score x 100, with its spread over repeats (+- standard deviation) where there is one."""
+  value = (result["identity_probe"]["accuracy"] if key == "identity" else result[key])
+  spread = result.get("spread", {}).get(key)
+  return f"{100 * value:.1f}" + (f" ± {100 * spread:.1f}" if spread is not None else "")
+
+
 def _identity(result: dict) -> str:
-  probe = result.get("identity_probe")
-  return f"{100 * probe['accuracy']:.1f}" if probe else "-"
+  return _score(result, "identity") if "identity_probe" in result else "-"
 
 
 def _aus(results: dict[str, dict]) -> list[int]:
@@ -52,9 +95,10 @@ def format_report(results: dict[str, dict]) -> str:
   for name, r in results.items():
     identity = (f"  identity probe {_identity(r)} (chance "
                 f"{100 * r['identity_probe']['chance']:.1f})" if "identity_probe" in r else "")
-    lines.append(f"{name:<{width}}  avg F1 {100 * r['avg_f1']:.1f}  AUC {100 * r['auc']:.1f}  "
+    lines.append(f"{name:<{width}}  avg F1 {_score(r, 'avg_f1')}  AUC {_score(r, 'auc')}  "
                  f"accuracy {100 * r['accuracy']:.1f}{identity}  ({r['dataset']} fold "
-                 f"{r['fold']}, {r['split']}, step {r['step']})")
+                 f"{r['fold']}, {r['split']}, "
+                 + (f"{r['runs']} runs)" if "runs" in r else f"step {r['step']})"))
   return "\n".join(lines)
 
 
@@ -68,6 +112,6 @@ def markdown_report(results: dict[str, dict]) -> str:
            "|---" * (len(names) + 3 + probes) + "|"]
   for run, r in results.items():
     cells = " | ".join(f"{100 * r['per_au_f1'][n]:.1f}" for n in names)
-    lines.append(f"| {run} | {cells} | **{100 * r['avg_f1']:.1f}** | {100 * r['auc']:.1f} |"
+    lines.append(f"| {run} | {cells} | **{_score(r, 'avg_f1')}** | {_score(r, 'auc')} |"
                  + (f" {_identity(r)} |" if probes else ""))
   return "\n".join(lines)
