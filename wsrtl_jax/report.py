@@ -10,23 +10,49 @@ import numpy as np
 from wsrtl_jax import evaluation
 from wsrtl_jax.errors import UserError
 
-# The scores a row of repeats shows as mean +- standard deviation.
-SPREAD = ("avg_f1", "auc", "identity")
+# What an eval.json must hold to be reported.
+REQUIRED = ("avg_f1", "auc", "accuracy", "per_au_f1", "chance_all_positive", "dataset", "fold",
+            "split", "step")
+# What repeats of one run must share: they differ only in their seed.
+SHARED = ("dataset", "fold", "split", "protocol", "feature", "random_init")
 
 
 def _load(workdir: str) -> dict:
   path = os.path.join(workdir, "eval.json")
   if not os.path.isfile(path):
     raise UserError(f"'{path}' does not exist; train or evaluate '{workdir}' first")
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      result = json.load(f)
+  except json.JSONDecodeError as e:
+    raise UserError(f"'{path}' is not valid JSON ({e}); evaluate '{workdir}' again") from None
+  missing = [k for k in REQUIRED if k not in result]
+  if missing:
+    raise UserError(f"'{path}' lacks {', '.join(missing)}; is it a `train`, `evaluate` or "
+                    "`linear_eval` result?")
+  return result
+
+
+def _check_repeats(row: str, runs: list[dict]) -> None:
+  """Raises UserError unless the runs of `row` are one run's repeats: the same AUs, data, split,
+  protocol and feature, each with an identity probe or none."""
+  for key in SHARED:
+    if len({json.dumps(r.get(key)) for r in runs}) > 1:
+      raise UserError(f"the repeats '{row}' differ in {key} "
+                      f"({', '.join(sorted({str(r.get(key)) for r in runs}))}); join only runs "
+                      "that differ in their seed")
+  if len({tuple(r["per_au_f1"]) for r in runs}) > 1:
+    raise UserError(f"the repeats '{row}' label different AUs; join runs of one dataset")
+  if len({"identity_probe" in r for r in runs}) > 1:
+    raise UserError(f"only some of the repeats '{row}' have an identity probe; join runs "
+                    "evaluated alike")
 
 
 def _mean_of(runs: list[dict]) -> dict:
-  """The first run's eval.json with every score averaged over `runs`, and `spread` (standard
-  deviation over the runs) of the scores in SPREAD."""
+  """The first run's eval.json with every score averaged over `runs`, and `spread`: the standard
+  deviation over the runs of avg F1, AUC and the identity probe's accuracy."""
   scores = {"avg_f1": [r["avg_f1"] for r in runs], "auc": [r["auc"] for r in runs]}
-  if all("identity_probe" in r for r in runs):
+  if "identity_probe" in runs[0]:
     scores["identity"] = [r["identity_probe"]["accuracy"] for r in runs]
   mean = dict(runs[0], runs=len(runs), avg_f1=float(np.mean(scores["avg_f1"])),
               auc=float(np.mean(scores["auc"])),
@@ -42,7 +68,8 @@ def _mean_of(runs: list[dict]) -> dict:
 
 def load_results(rows: list[str]) -> dict[str, dict]:
   """{row name: its eval.json} for rows given as a workdir, or as workdirs joined by commas (the
-  repeats of one run, averaged; named after the first); all rows must share the AUs."""
+  repeats of one run, averaged; named after the first); all rows must share the AUs. A name
+  already taken gets the row's workdirs added, so that no row hides another."""
   results = {}
   for row in rows:
     workdirs = [w for w in row.split(",") if w]
@@ -51,10 +78,9 @@ def load_results(rows: list[str]) -> dict[str, dict]:
     runs = [_load(w) for w in workdirs]
     name = _run_name(workdirs[0], runs[0])
     if len(runs) > 1:
-      if len({tuple(r["per_au_f1"]) for r in runs}) > 1:
-        raise UserError(f"the repeats '{row}' label different AUs; join runs of one dataset")
+      _check_repeats(row, runs)
       runs, name = [_mean_of(runs)], f"{name}, mean of {len(runs)}"
-    results[name] = runs[0]
+    results[f"{name} [{row}]" if name in results else name] = runs[0]
   au_sets = {tuple(r["per_au_f1"]) for r in results.values()}
   if len(au_sets) > 1:
     raise UserError(f"the runs label different AUs ({sorted(au_sets)}); report one dataset at a "
@@ -95,10 +121,10 @@ def format_report(results: dict[str, dict]) -> str:
   for name, r in results.items():
     identity = (f"  identity probe {_identity(r)} (chance "
                 f"{100 * r['identity_probe']['chance']:.1f})" if "identity_probe" in r else "")
+    which = f"{r['runs']} runs" if "runs" in r else f"step {r['step']}"
     lines.append(f"{name:<{width}}  avg F1 {_score(r, 'avg_f1')}  AUC {_score(r, 'auc')}  "
                  f"accuracy {100 * r['accuracy']:.1f}{identity}  ({r['dataset']} fold "
-                 f"{r['fold']}, {r['split']}, "
-                 + (f"{r['runs']} runs)" if "runs" in r else f"step {r['step']})"))
+                 f"{r['fold']}, {r['split']}, {which})")
   return "\n".join(lines)
 
 
