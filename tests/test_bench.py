@@ -41,6 +41,19 @@ def test_bench_without_tensorflow(method):
     assert line["flow_share"] == pytest.approx(line["flow_target_ms"] / line["step_ms"], rel=0.01)
 
 
+def test_cpu_flop_count_matches_the_steps_own():
+  """MFU on a GPU rests on the FLOPs counted on the CPU backend (GPU cost analysis leaves out
+  cuDNN's convolutions): one device's share of the step must count as the step itself does."""
+  from configs import synthau_supervised
+  from wsrtl_jax import bench, parallel
+  config = synthau_supervised.get_config()
+  config.model.width, config.data.image_size, config.global_batch_size = 8, 32, 8
+  step, state, batch = bench._step_state_batch(config, parallel.make_mesh(4))
+  per_image = bench._flops(step.lower(state, batch).compile()) / (8 // 4)
+  assert per_image > 1e6
+  assert bench.cpu_flops_per_image(config, devices=4) == pytest.approx(per_image, rel=0.02)
+
+
 def test_bench_peer_times_the_same_step_in_pytorch():
   """Runs where PyTorch is installed (it is not a dependency of the project)."""
   pytest.importorskip("torch")
