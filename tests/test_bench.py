@@ -41,15 +41,19 @@ def test_bench_without_tensorflow(method):
     assert line["flow_share"] == pytest.approx(line["flow_target_ms"] / line["step_ms"], rel=0.01)
 
 
-def test_cpu_flop_count_matches_the_steps_own():
+@pytest.mark.parametrize("method", ["supervised", "wsrtl"])
+def test_cpu_flop_count_matches_the_steps_own(method):
   """MFU on a GPU rests on the FLOPs counted on the CPU backend (GPU cost analysis leaves out
   cuDNN's convolutions): one device's share of the step must count as the step itself does."""
-  from configs import synthau_supervised
-  from wsrtl_jax import bench, parallel
-  config = synthau_supervised.get_config()
+  import importlib
+  from wsrtl_jax import bench, methods, parallel
+  config = importlib.import_module(f"configs.synthau_{method}").get_config()
   config.model.width, config.data.image_size, config.global_batch_size = 8, 32, 8
+  if method == "wsrtl":
+    config.update_from_flattened_dict(WSRTL_TINY)
   step, state, batch = bench._step_state_batch(config, parallel.make_mesh(4))
-  per_image = bench._flops(step.lower(state, batch).compile()) / (8 // 4)
+  per_image = bench._flops(step.lower(state, batch).compile()) / (
+      methods.images_per_step(config) // 4)
   assert per_image > 1e6
   assert bench.cpu_flops_per_image(config, devices=4) == pytest.approx(per_image, rel=0.02)
 

@@ -123,7 +123,7 @@ def cpu_flops_per_image(config: ml_collections.ConfigDict, devices: int) -> floa
   share.global_batch_size //= devices
   if methods.is_wsrtl(config):
     share.wsrtl.pairs_batch_size //= devices
-  mesh = jax.make_mesh((1,), (parallel.AXIS,), devices=jax.devices("cpu")[:1])
+  mesh = jax.make_mesh((1,), (parallel.AXIS,), devices=jax.local_devices(backend="cpu")[:1])
   step, state, batch = _step_state_batch(share, mesh)
   return _flops(step.lower(state, batch).compile()) / methods.images_per_step(share)
 
