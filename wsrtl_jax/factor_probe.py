@@ -49,10 +49,10 @@ def factor_probe(workdir: str, num_clips: int = 24, random_init: bool = False,
   state = parallel.replicate(state, parallel.make_mesh(1))
   result = {"workdir": os.path.abspath(workdir), "step": step, "random_init": random_init,
             "clips": len(subjects), "frames": store.frames_per_clip, "factors": {}}
+  people = [generator.sample_identity(generator.subject_index(n), store.seed) for n in subjects]
   for factor in generator.CLIP_FACTORS:
-    clips = [generator.generate_clip(generator.sample_identity(generator.subject_index(name), store.seed), 0,
-                                     store.frames_per_clip, frame, store.seed, varying=factor)
-             for name in subjects]
+    clips = [generator.generate_clip(person, 0, store.frames_per_clip, frame, store.seed,
+                                     varying=factor) for person in people]
     crops = np.stack([c["image"][:, top:top + crop, top:top + crop] for c in clips])
     landmarks = augment.to_input_pixels(np.concatenate([c["landmarks"] for c in clips]), top,
                                         crop, size)
