@@ -1,7 +1,11 @@
-"""Colour jitter on the accelerator: what each parameter does, per unit."""
+"""Pixel operations on the accelerator: what each colour jitter parameter does, per unit; the
+decoders' nearest upsampling agrees with jax.image.resize, values and gradients."""
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from wsrtl_jax.batch_ops import upsample_nearest
 from wsrtl_jax.image_ops import colour_jitter
 
 
@@ -18,3 +22,14 @@ def test_colour_jitter_parameters():
   grey = (x[3] * [0.299, 0.587, 0.114]).sum(-1)
   np.testing.assert_allclose(out[3], np.repeat(grey[..., None], 3, -1), atol=1e-3)  # Grey.
   assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 255
+
+
+@pytest.mark.parametrize("size,target", [((3, 4), (6, 8)), ((2, 3), (6, 3)), ((4, 4), (7, 7))])
+def test_upsample_nearest_matches_resize_in_values_and_gradients(size, target):
+  x = jax.random.normal(jax.random.key(0), (2, *size, 5))
+  weights = jax.random.normal(jax.random.key(1), (2, *target, 5))
+  ours = lambda x: jnp.sum(upsample_nearest(x, *target) * weights)
+  resized = lambda x: jnp.sum(jax.image.resize(x, (2, *target, 5), "nearest") * weights)
+  np.testing.assert_array_equal(upsample_nearest(x, *target),
+                                jax.image.resize(x, (2, *target, 5), "nearest"))
+  np.testing.assert_allclose(jax.grad(ours)(x), jax.grad(resized)(x), rtol=1e-5, atol=1e-5)

@@ -29,6 +29,18 @@ def pool_to(images: jnp.ndarray, side: int) -> jnp.ndarray:
   return images.reshape(b, side, k, side, k, c).mean(axis=(2, 4))
 
 
+def upsample_nearest(x: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
+  """[B, h, w, C] -> [B, height, width, C], as `jax.image.resize(..., "nearest")`. Whole factors
+  repeat each cell by broadcasting, whose gradient is a sum over the copies rather than the
+  scatter-add that resize's gather differentiates to (slow on GPU)."""
+  b, h, w, c = x.shape
+  if height % h or width % w:
+    return jax.image.resize(x, (b, height, width, c), "nearest")
+  fy, fx = height // h, width // w
+  return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, fy, w, fx, c)).reshape(
+      b, height, width, c)
+
+
 def global_value_and_grad(loss_fn, params):
   """`jax.value_and_grad(loss_fn, has_aux=True)(params)` where `loss_fn` returns this device's
   share of the global loss: each device differentiates its share with the parameters cast to

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from wsrtl_jax import flow
-from wsrtl_jax.batch_ops import pool_to
+from wsrtl_jax.batch_ops import pool_to, upsample_nearest
 from wsrtl_jax.models.resnet import normalize_image
 
 
@@ -42,8 +42,7 @@ class FlowDecoder(nn.Module):
         jnp.concatenate([source_au, target_au], axis=-1))
     x = nn.relu(x.reshape(x.shape[0], side, side, self.widths[0]))
     for width in self.widths:
-      b, h, w, c = x.shape
-      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
+      x = upsample_nearest(x, 2 * x.shape[1], 2 * x.shape[2])
       x = nn.relu(nn.Conv(width, (3, 3), dtype=self.dtype)(x))
     x = jax.image.resize(x, (x.shape[0], self.image_size // 2, self.image_size // 2, x.shape[-1]),
                          "linear")

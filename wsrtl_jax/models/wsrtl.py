@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from wsrtl_jax.batch_ops import upsample_nearest
 from wsrtl_jax.models.resnet import IMAGE_MEAN, IMAGE_STD
 
 
@@ -72,14 +72,13 @@ class UpDecoder(nn.Module):
       if x is None:
         x = skip
       else:
-        x = jax.image.resize(x, (*skip.shape[:3], x.shape[-1]), "nearest")
+        x = upsample_nearest(x, *skip.shape[1:3])
         x = jnp.concatenate([x, skip], axis=-1)
       if stage == self.inject_stage and inject is not None:
         x = jnp.concatenate([x, inject.astype(self.dtype)], axis=-1)
       x = nn.relu(nn.Conv(widths.pop(0), (3, 3), dtype=self.dtype)(x))
     for _ in range(self.extra_upsamples):
-      b, h, w, c = x.shape
-      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
+      x = upsample_nearest(x, 2 * x.shape[1], 2 * x.shape[2])
       x = nn.relu(nn.Conv(widths.pop(0), (3, 3), dtype=self.dtype)(x))
     return nn.Conv(self.out_channels, (3, 3), dtype=jnp.float32)(x).astype(jnp.float32)
 
