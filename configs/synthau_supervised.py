@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = "synthau"  # tfds name, optionally with builder config: "synthau/tiny".
   c.data.data_dir = ""  # "" = tfds default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
+  # "store": the tfds store through tf.data. "generator": SynthAU rendered on the fly, without
+  # TensorFlow (CLP pretraining only, e.g. on an accelerator host with JAX alone).
+  c.data.source = "store"
   c.data.image_size = 96  # Network input side; frames are cropped and resized to it.
   c.data.fold = 1  # Fold k tests on one part of the subjects (DESIGN.md 3.1).
   c.data.num_val_subjects = 30  # Held out of the training parts for checkpoint selection.

@@ -4,7 +4,6 @@ TensorFlow is used for input only; it is kept off the accelerators.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Iterator
 
@@ -16,30 +15,13 @@ import tensorflow_datasets as tfds
 import ml_collections
 
 from data_pipeline import augment, folds
+from data_pipeline.folds import FoldSplits, Part
 from wsrtl_jax.errors import UserError
 
 tf.config.set_visible_devices([], "GPU")
 
 LABEL_HASH_BUCKETS = 100_000
 KINDS = ("labelled", "unlabelled", "pairs", "clips", "cross_identity")
-
-
-@dataclasses.dataclass(frozen=True)
-class Part:
-  """A tfds split and the subjects of it that a role (train, validation, test) takes."""
-  split: str
-  subjects: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class FoldSplits:
-  """Subject-exclusive train / validation / test of one fold."""
-  aus: tuple[int, ...]
-  frame_size: int
-  frame_step: int  # Frame-number difference between consecutive frames of a sequence.
-  train: Part
-  validation: Part
-  test: Part
 
 
 def store_name(config: ml_collections.ConfigDict) -> str:
@@ -87,24 +69,18 @@ def fold_splits(config: ml_collections.ConfigDict, builder: tfds.core.DatasetBui
   """The fold's subjects. Stores with `train/validation/test` splits (one config per fold) carry
   them; SynthAU's `part1..3` are split here: fold k tests on part 4-k, and `num_val_subjects`
   evenly spaced training subjects are held out for validation."""
-  if "train" in builder.info.splits:
-    parts = {role: Part(role, tuple(_subjects(builder, role)) if role in builder.info.splits
-                        else ()) for role in ("train", "validation", "test")}
-  else:
+  store = dict(aus=tuple(builder.info.metadata["aus"]),
+               frame_size=builder.info.features["image"].shape[0],
+               frame_step=int(builder.info.metadata.get("frame_step", 1)))
+  if "train" not in builder.info.splits:
     try:
-      test = f"part{folds.test_part(config.data.fold)}"
+      return folds.part_splits(config.data.fold, config.data.num_val_subjects,
+                               lambda split: _subjects(builder, split), **store)
     except ValueError as e:
-      raise UserError(f"data.fold: {e}") from None
-    train = "+".join(f"part{p}" for p in range(1, folds.NUM_PARTS + 1) if f"part{p}" != test)
-    try:
-      kept, val = folds.carve_validation(_subjects(builder, train), config.data.num_val_subjects)
-    except ValueError as e:
-      raise UserError(f"data.num_val_subjects: {e}") from None
-    parts = {"train": Part(train, tuple(kept)), "validation": Part(train, tuple(val)),
-             "test": Part(test, tuple(_subjects(builder, test)))}
-  return FoldSplits(aus=tuple(builder.info.metadata["aus"]),
-                    frame_size=builder.info.features["image"].shape[0],
-                    frame_step=int(builder.info.metadata.get("frame_step", 1)), **parts)
+      raise UserError(str(e)) from None
+  return FoldSplits(**store, **{role: Part(role, tuple(_subjects(builder, role))
+                                           if role in builder.info.splits else ())
+                                for role in ("train", "validation", "test")})
 
 
 def _keep_label(example: dict, fraction: float) -> tf.Tensor:

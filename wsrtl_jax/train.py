@@ -12,7 +12,6 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data_pipeline import augment, input_pipeline
 from data_pipeline.au_sets import CENTRE_AUS
 from wsrtl_jax import (checkpointing, clp_training, evaluation, image_ops, losses, methods,
                        models, parallel, plots, pretrained, training, wsrtl_training)
@@ -70,19 +69,35 @@ _PAIR_KEYS = ("image", "flip", "jitter", "au_centres", "landmarks")
 _UNIT_KEYS = ("image", "flip", "jitter")
 
 
+def data_source(config: ml_collections.ConfigDict):
+  """The module that streams `config.data` (load_builder, fold_splits, train_stream): the tfds
+  store through tf.data (`data.source="store"`), or SynthAU rendered by the generator without
+  TensorFlow (`"generator"`, CLP pretraining only)."""
+  source = config.data.get("source", "store")
+  if source == "generator":
+    from data_pipeline.synthau import generator_stream
+    return generator_stream
+  if source != "store":
+    raise UserError(f"data.source={source!r}; choose 'store' or 'generator'")
+  from data_pipeline import input_pipeline
+  return input_pipeline
+
+
 def training_inputs(config, builder, splits, mesh, start: int):
   """This host's training batches from step `start`: labelled frames, and for WSRTL also
   unlabelled frame pairs ({"labelled": ..., "pairs": ...}); for CLP, cross-identity units."""
   local = _local_batch(config.global_batch_size, "global_batch_size", mesh)
   if methods.is_pretraining(config):
-    units = input_pipeline.train_stream(config, builder, splits, "cross_identity", local, start)
+    units = data_source(config).train_stream(config, builder, splits, "cross_identity", local,
+                                             start)
     return ({k: u[k] for k in _UNIT_KEYS} for u in units)
+  data = data_source(config)
   labelled = ({k: b[k] for k in _LABELLED_KEYS}
-              for b in input_pipeline.train_batches(config, builder, splits, local, start))
+              for b in data.train_batches(config, builder, splits, local, start))
   if not methods.is_wsrtl(config):
     return labelled
   local_pairs = _local_batch(config.wsrtl.pairs_batch_size, "wsrtl.pairs_batch_size", mesh)
-  pairs = input_pipeline.train_stream(config, builder, splits, "pairs", local_pairs, start)
+  pairs = data.train_stream(config, builder, splits, "pairs", local_pairs, start)
   keys = _PAIR_KEYS + (("flow",) if config.data.get("flow_cache") else ())
   return ({"labelled": lab, "pairs": {k: p[k] for k in keys}} for lab, p in zip(labelled, pairs))
 
@@ -102,7 +117,8 @@ def write_wsrtl_samples(config: ml_collections.ConfigDict, builder, splits, mode
   test_pairs = dataclasses.replace(splits, train=splits.test)
   on_device = config.copy_and_resolve_references()
   on_device.data.flow_cache = ""  # Targets computed here: a cache covers training pairs only.
-  pairs = next(input_pipeline.train_stream(on_device, builder, test_pairs, "pairs", num_frames))
+  pairs = next(data_source(config).train_stream(on_device, builder, test_pairs, "pairs",
+                                                num_frames))
   variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
   sample = wsrtl_training.make_sample_fn(model, config)
   out = jax.device_get(sample(variables, {k: pairs[k] for k in _PAIR_KEYS},
@@ -117,6 +133,7 @@ def gather_split(fn, state, config, builder, splits, which: str, mesh,
   """`fn(state, images, au_centres)` over the whole `which` split (see
   input_pipeline.eval_batches), gathered from every host with each frame's `label`, `identity`
   and `sequence_id`: {"output", "label", "identity", "sequence_id"}."""
+  from data_pipeline import augment  # TensorFlow: only where the store is read.
   local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
   crop = augment.crop_size(splits.frame_size, config.data)
   padding = {"image": np.zeros((local, crop, crop, 3), np.uint8),
@@ -126,7 +143,8 @@ def gather_split(fn, state, config, builder, splits, which: str, mesh,
              "sequence_id": np.zeros((local,), np.int32),
              "mask": np.zeros((local,), np.int32)}
   kept = {"output": [], "label": [], "identity": [], "sequence_id": []}
-  batches = input_pipeline.eval_batches(config, builder, splits, which, local, labelled_only)
+  batches = data_source(config).eval_batches(config, builder, splits, which, local,
+                                             labelled_only)
   for batch in parallel.in_lockstep(batches, padding):
     g = parallel.to_global_batch({k: batch[k] for k in padding}, mesh)
     out = multihost_utils.process_allgather(
@@ -143,7 +161,8 @@ def write_cir_samples(config: ml_collections.ConfigDict, builder, splits, model,
   """`workdir/cir_samples.png`: pairs of test subjects, each face rebuilt from its own codes and
   from its AU code with the other person's identity code."""
   test = dataclasses.replace(splits, train=splits.test)
-  units = next(input_pipeline.train_stream(config, builder, test, "cross_identity", num_pairs))
+  units = next(data_source(config).train_stream(config, builder, test, "cross_identity",
+                                                num_pairs))
   size = config.data.image_size
   anchors = units["image"][:, :, 0]  # [P, 2, C, C, 3]: each clip's first frame.
   faces = image_ops.finish_images(anchors.reshape(2 * num_pairs, *anchors.shape[2:]),
@@ -171,8 +190,9 @@ def setup(config: ml_collections.ConfigDict):
   models.check_model_config(config)
   methods.check_method(config)
   mesh = parallel.make_mesh(config.num_devices)
-  builder = input_pipeline.load_builder(config)
-  splits = input_pipeline.fold_splits(config, builder)
+  data = data_source(config)
+  builder = data.load_builder(config)
+  splits = data.fold_splits(config, builder)
   model, optimizer, state = methods.create(config, num_aus=len(splits.aus))
   state = parallel.replicate(state, mesh)
   return mesh, builder, splits, model, optimizer, state
@@ -188,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
 
   pretraining = methods.is_pretraining(config)
   au_weights = None if pretraining else jnp.asarray(_au_weights(
-      input_pipeline.training_labels(config, builder, splits)))
+      data_source(config).training_labels(config, builder, splits)))
   schedule = training.learning_rate_schedule(config)
   train_step = parallel.shard_step(
       methods.make_step(config, model, optimizer, schedule, au_weights), mesh)

@@ -6,24 +6,19 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipeline.synthau import generator
-
-NUM_PARTS = 3
+from data_pipeline import folds
+from data_pipeline.synthau import generator, stores
 
 
 @dataclasses.dataclass
 class SynthAUConfig(tfds.core.BuilderConfig):
+  """A tfds config with the fields of stores.Variant."""
   num_subjects: int = 600
   clips_per_subject: int = 2
   frames_per_clip: int = 16
   image_size: int = 128
   seed: int = 0
-  varying: str = "all"  # generator.CLIP_FACTORS: what changes over each clip.
-
-
-def part_of_subject(subject_index: int) -> int:
-  """Subjects are dealt round-robin to parts 1..3, so each part mixes every kind of face."""
-  return subject_index % NUM_PARTS + 1
+  varying: str = "all"
 
 
 class Synthau(tfds.core.GeneratorBasedBuilder):
@@ -32,15 +27,7 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {"1.0.0": "First release.",
                    "1.1.0": "Records in sequence order, so pairs and clips can be cut."}
-  BUILDER_CONFIGS = [
-      SynthAUConfig(name="small", description="600 subjects x 2 clips x 16 frames at 128 px."),
-      SynthAUConfig(name="tiny", description="For tests: 9 subjects x 2 clips x 8 frames, 64 px.",
-                    num_subjects=9, clips_per_subject=2, frames_per_clip=8, image_size=64),
-      SynthAUConfig(name="small_aus_only", varying="AUs",
-                    description="`small` with only the AUs changing within each clip (head, "
-                    "camera, light, gaze, blinks, occluder and noise held at the clip's first "
-                    "frame): the control for temporal self-supervision."),
-  ]
+  BUILDER_CONFIGS = [SynthAUConfig(**dataclasses.asdict(v)) for v in stores.VARIANTS.values()]
   DEFAULT_CONFIG_NAME = "small"
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -66,12 +53,12 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is generated.
-    return {f"part{p}": self._generate_examples(p) for p in range(1, NUM_PARTS + 1)}
+    return {f"part{p}": self._generate_examples(p) for p in range(1, folds.NUM_PARTS + 1)}
 
   def _generate_examples(self, part: int):
     c = self.builder_config
     for s in range(c.num_subjects):
-      if part_of_subject(s) != part:
+      if stores.part_of_subject(s) != part:
         continue
       identity = generator.sample_identity(s, seed=c.seed)
       name = generator.subject_id(s)
