@@ -15,6 +15,7 @@ import ml_collections
 import tensorflow as tf
 
 from data_pipeline import alignment
+from data_pipeline.crops import crop_size, to_input_pixels
 from data_pipeline.landmarks import FLIP_PERMUTATION
 
 _SELECTION, _SHIFT = alignment.au_centre_operands(alignment.CENTRE_AUS)
@@ -56,17 +57,6 @@ def decode_unit(index, unit: dict, *, num_frames: int, frame_size: int,
   out["image"] = tf.stack([tf.image.decode_and_crop_jpeg(unit["image"][t], window, channels=3)
                            for t in range(num_frames)])
   return out
-
-
-def crop_size(frame_size: int, config: ml_collections.ConfigDict) -> int:
-  """Side of the crop the host ships; the accelerator resizes it to `config.image_size`."""
-  return int(round(frame_size * config.crop_fraction))
-
-
-def to_input_pixels(points, top_left, crop: int, size: int):
-  """Frame pixel coordinates (x, y) -> where they land once the crop at `top_left` (x, y) is
-  resized from `crop` to `size` (bilinear, pixel centres at +0.5); numpy or TensorFlow."""
-  return (points - top_left + 0.5) / (crop / size) - 0.5
 
 
 def augment_batch(batch: dict, *, frame_size: int, config: ml_collections.ConfigDict) -> dict:

@@ -50,14 +50,15 @@ def part_splits(fold: int, num_val_subjects: int, subjects_of: Callable[[str], l
   """The fold of a store in parts `part1..3` (SynthAU): it tests on part 4-k, trains on the
   others and holds `num_val_subjects` of their subjects out for validation. `subjects_of(split)`
   names the subjects of a split such as "part1+part2"; `store` gives FoldSplits' aus,
-  frame_size and frame_step. Raises ValueError naming the setting at fault."""
+  frame_size and frame_step. A bad fold or count raises ValueError naming the setting."""
   try:
     test = f"part{test_part(fold)}"
   except ValueError as e:
     raise ValueError(f"data.fold: {e}") from None
   train = "+".join(f"part{p}" for p in range(1, NUM_PARTS + 1) if f"part{p}" != test)
+  subjects = subjects_of(train)
   try:
-    kept, val = carve_validation(subjects_of(train), num_val_subjects)
+    kept, val = carve_validation(subjects, num_val_subjects)
   except ValueError as e:
     raise ValueError(f"data.num_val_subjects: {e}") from None
   return FoldSplits(train=Part(train, tuple(kept)), validation=Part(train, tuple(val)),

@@ -57,11 +57,34 @@ def test_units_are_clips_of_two_people_cut_from_their_sequences_and_resume_exact
     np.testing.assert_array_equal(resumed[key], batches[2][key])
 
 
+def test_hosts_take_their_own_rows_of_the_same_global_batch(monkeypatch):
+  config = clp_config()
+  variant = generator_stream.load_builder(config)
+  splits = generator_stream.fold_splits(config, variant)
+  batch = lambda local: next(generator_stream.train_stream(config, variant, splits,
+                                                           "cross_identity", local))
+  whole = batch(8)
+  monkeypatch.setattr(generator_stream.jax, "process_count", lambda: 2)
+  shares = []
+  for host in (0, 1):
+    monkeypatch.setattr(generator_stream.jax, "process_index", lambda host=host: host)
+    shares.append(batch(4))
+  for key in whole:
+    np.testing.assert_array_equal(np.concatenate([s[key] for s in shares]), whole[key])
+
+
 def test_the_generator_source_refuses_what_it_cannot_stream():
   with pytest.raises(UserError, match="renders SynthAU only; data.name='bp4d'"):
     generator_stream.load_builder(clp_config(**{"data.name": "bp4d"}))
   with pytest.raises(UserError, match="CLP's cross-identity clips only; method='supervised'"):
     generator_stream.load_builder(clp_config(method="supervised"))
+  variant = generator_stream.load_builder(clp_config())
+  splits = generator_stream.fold_splits(clp_config(), variant)
+  for key, value, expected in (("data.crop_fraction", 1.5, "at least 0.015625 and at most 1"),
+                               ("data.clip_length", 0, "at least 1")):
+    with pytest.raises(UserError, match=f"{key}={value}; expected {expected}"):
+      next(generator_stream.train_stream(clp_config(**{key: value}), variant, splits,
+                                         "cross_identity", 4))
   with pytest.raises(UserError, match="lower data.clip_length=4, data.clip_stride=3"):
     config = clp_config(**{"data.clip_stride": 3})  # 10 frames of synthau/tiny's 8.
     variant = generator_stream.load_builder(config)

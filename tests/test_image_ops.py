@@ -24,7 +24,7 @@ def test_colour_jitter_parameters():
   assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 255
 
 
-@pytest.mark.parametrize("size,target", [((3, 4), (6, 8)), ((2, 3), (6, 3)), ((4, 4), (7, 7))])
+@pytest.mark.parametrize("size,target", [((3, 4), (6, 8)), ((2, 3), (6, 3)), ((3, 3), (6, 9))])
 def test_upsample_nearest_matches_resize_in_values_and_gradients(size, target):
   x = jax.random.normal(jax.random.key(0), (2, *size, 5))
   weights = jax.random.normal(jax.random.key(1), (2, *target, 5))

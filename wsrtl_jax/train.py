@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from data_pipeline import crops
 from data_pipeline.au_sets import CENTRE_AUS
 from wsrtl_jax import (checkpointing, clp_training, evaluation, image_ops, losses, methods,
                        models, parallel, plots, pretrained, training, wsrtl_training)
@@ -69,7 +71,7 @@ _PAIR_KEYS = ("image", "flip", "jitter", "au_centres", "landmarks")
 _UNIT_KEYS = ("image", "flip", "jitter")
 
 
-def data_source(config: ml_collections.ConfigDict):
+def data_source(config: ml_collections.ConfigDict) -> types.ModuleType:
   """The module that streams `config.data` (load_builder, fold_splits, train_stream): the tfds
   store through tf.data (`data.source="store"`), or SynthAU rendered by the generator without
   TensorFlow (`"generator"`, CLP pretraining only)."""
@@ -133,9 +135,8 @@ def gather_split(fn, state, config, builder, splits, which: str, mesh,
   """`fn(state, images, au_centres)` over the whole `which` split (see
   input_pipeline.eval_batches), gathered from every host with each frame's `label`, `identity`
   and `sequence_id`: {"output", "label", "identity", "sequence_id"}."""
-  from data_pipeline import augment  # TensorFlow: only where the store is read.
   local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
-  crop = augment.crop_size(splits.frame_size, config.data)
+  crop = crops.crop_size(splits.frame_size, config.data)
   padding = {"image": np.zeros((local, crop, crop, 3), np.uint8),
              "au_centres": np.zeros((local, len(CENTRE_AUS), 2, 2), np.float32),
              "label": np.zeros((local, len(splits.aus)), np.int32),

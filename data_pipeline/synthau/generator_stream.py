@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from data_pipeline import folds
+from data_pipeline import crops, folds
 from data_pipeline.synthau import generator, stores
 from wsrtl_jax.errors import UserError
 
@@ -40,9 +40,10 @@ def load_builder(config: ml_collections.ConfigDict) -> stores.Variant:
     raise UserError(f"data.source='generator' renders SynthAU only; data.name="
                     f"{config.data.name!r} is not one of "
                     f"{', '.join('synthau/' + v for v in stores.VARIANTS)}")
-  if config.method != "clp":
+  method = config.get("method", "supervised")
+  if method != "clp":
     raise UserError(f"data.source='generator' streams CLP's cross-identity clips only; "
-                    f"method={config.method!r} needs the store (data.source='store')")
+                    f"method={method!r} needs the store (data.source='store')")
   return stores.VARIANTS[variant or "small"]
 
 
@@ -92,6 +93,12 @@ def train_stream(config: ml_collections.ConfigDict, variant: stores.Variant,
   if kind != "cross_identity":
     raise UserError(f"data.source='generator' streams cross-identity clips only, not {kind!r}")
   d = config.data
+  for key, value, low, high in (("clip_length", d.clip_length, 1, None),
+                                ("clip_stride", d.clip_stride, 1, None),
+                                ("crop_fraction", d.crop_fraction, 1 / variant.image_size, 1)):
+    if value < low or (high is not None and value > high):
+      raise UserError(f"data.{key}={value}; expected at least {low:g}"
+                      + (f" and at most {high:g}" if high is not None else ""))
   frames, span = variant.frames_per_clip, (d.clip_length - 1) * d.clip_stride
   if span >= frames:
     raise UserError(f"no clips unit ({d.clip_length} frames {d.clip_stride} apart) fits in "
@@ -99,10 +106,10 @@ def train_stream(config: ml_collections.ConfigDict, variant: stores.Variant,
                     f"data.clip_length={d.clip_length}, data.clip_stride={d.clip_stride}")
   subjects = splits.train.subjects
   if len(subjects) < 2:
-    raise UserError(f"cross-identity units need two training subjects; the fold has "
-                    f"{len(subjects)}")
+    raise UserError(f"cross-identity units need two subjects; {splits.train.split} of "
+                    f"SynthAU/{variant.name} gives {len(subjects)}")
   video = render_sequences(variant, subjects)
-  crop = int(round(variant.image_size * d.crop_fraction))
+  crop = crops.crop_size(variant.image_size, d)
   identities = np.array([generator.subject_index(s) for s in subjects], np.int32)
   offsets = np.arange(d.clip_length) * d.clip_stride
   first = jax.process_index() * local_batch_size

@@ -10,15 +10,15 @@ from data_pipeline import folds
 from data_pipeline.synthau import generator, stores
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class SynthAUConfig(tfds.core.BuilderConfig):
-  """A tfds config with the fields of stores.Variant."""
-  num_subjects: int = 600
-  clips_per_subject: int = 2
-  frames_per_clip: int = 16
-  image_size: int = 128
-  seed: int = 0
-  varying: str = "all"
+  """A tfds config with the fields of stores.Variant (which holds the values)."""
+  num_subjects: int
+  clips_per_subject: int
+  frames_per_clip: int
+  image_size: int
+  seed: int
+  varying: str
 
 
 class Synthau(tfds.core.GeneratorBasedBuilder):
