@@ -15,7 +15,7 @@ import ml_collections
 import tensorflow as tf
 
 from data_pipeline import alignment
-from data_pipeline.crops import crop_size, to_input_pixels
+from data_pipeline.augment_params import crop_size, jitter_bounds, to_input_pixels
 from data_pipeline.landmarks import FLIP_PERMUTATION
 
 _SELECTION, _SHIFT = alignment.au_centre_operands(alignment.CENTRE_AUS)
@@ -48,11 +48,9 @@ def decode_unit(index, unit: dict, *, num_frames: int, frame_size: int,
                                                   tf.int32)
     out["flip"] = tf.logical_and(tf.constant(bool(config.flip)),
                                  tf.random.stateless_uniform([], seeds[1]) < 0.5)
-    s = float(config.color_jitter)
+    low, high = jitter_bounds(config.color_jitter)
     out["jitter"] = tf.stack([  # Brightness offset, contrast and saturation factors.
-        tf.random.stateless_uniform([], seeds[2], -127.5 * s, 127.5 * s),
-        tf.random.stateless_uniform([], seeds[3], 1 - s, 1 + s),
-        tf.random.stateless_uniform([], seeds[4], 1 - s, 1 + s)])
+        tf.random.stateless_uniform([], seeds[2 + i], low[i], high[i]) for i in range(3)])
   window = tf.concat([out["top_left"], [crop, crop]], axis=0)
   out["image"] = tf.stack([tf.image.decode_and_crop_jpeg(unit["image"][t], window, channels=3)
                            for t in range(num_frames)])

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from data_pipeline.augment_params import jitter_bounds
 from wsrtl_jax import image_ops
 from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
 from wsrtl_jax.models.resnet import normalize_image
@@ -71,8 +72,7 @@ def second_view(images: jnp.ndarray, draw: jnp.ndarray, min_scale: float, jitter
 
   views = jax.vmap(crop)(images, side, offset)
   views = jnp.where((draw[:, 3] < 0.5)[:, None, None, None], views[:, :, ::-1], views)
-  low = jnp.array([-127.5 * jitter, 1 - jitter, 1 - jitter])
-  high = jnp.array([127.5 * jitter, 1 + jitter, 1 + jitter])
+  low, high = map(jnp.asarray, jitter_bounds(jitter))
   return image_ops.colour_jitter(views, low + (high - low) * draw[:, 4:7])
 
 

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data_pipeline import crops
+from data_pipeline import augment_params
 from data_pipeline.au_sets import CENTRE_AUS
 from wsrtl_jax import (checkpointing, clp_training, evaluation, image_ops, losses, methods,
                        models, parallel, plots, pretrained, training, wsrtl_training)
@@ -136,7 +136,7 @@ def gather_split(fn, state, config, builder, splits, which: str, mesh,
   input_pipeline.eval_batches), gathered from every host with each frame's `label`, `identity`
   and `sequence_id`: {"output", "label", "identity", "sequence_id"}."""
   local = -(-config.eval.batch_size // mesh.size) * mesh.size // jax.process_count()
-  crop = crops.crop_size(splits.frame_size, config.data)
+  crop = augment_params.crop_size(splits.frame_size, config.data)
   padding = {"image": np.zeros((local, crop, crop, 3), np.uint8),
              "au_centres": np.zeros((local, len(CENTRE_AUS), 2, 2), np.float32),
              "label": np.zeros((local, len(splits.aus)), np.int32),

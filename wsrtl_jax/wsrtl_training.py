@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from data_pipeline.augment_params import jitter_bounds
 from wsrtl_jax import flow, image_ops, losses
 from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
 from wsrtl_jax.models.resnet import IMAGE_MEAN, normalize_image
@@ -105,8 +106,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
                            weak.shape[0], 3 + len(model.token_aus))
       strong = weak
       if w.semi.strong_jitter > 0:
-        s = w.semi.strong_jitter
-        low, high = jnp.array([-127.5 * s, 1 - s, 1 - s]), jnp.array([127.5 * s, 1 + s, 1 + s])
+        low, high = map(jnp.asarray, jitter_bounds(w.semi.strong_jitter))
         strong = image_ops.colour_jitter(strong, low + (high - low) * draw[:, :3])
       if inpaint:
         targets["mask"] = region_mask(draw[:, 3:], weak_centres[:, token_aus],

@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from data_pipeline import crops, folds
+from data_pipeline import augment_params, folds
 from data_pipeline.synthau import generator, stores
 from wsrtl_jax.errors import UserError
 
@@ -109,21 +109,21 @@ def train_stream(config: ml_collections.ConfigDict, variant: stores.Variant,
     raise UserError(f"cross-identity units need two subjects; {splits.train.split} of "
                     f"SynthAU/{variant.name} gives {len(subjects)}")
   video = render_sequences(variant, subjects)
-  crop = crops.crop_size(variant.image_size, d)
+  crop = augment_params.crop_size(variant.image_size, d)
   identities = np.array([generator.subject_index(s) for s in subjects], np.int32)
   offsets = np.arange(d.clip_length) * d.clip_stride
-  first = jax.process_index() * local_batch_size
-  s = float(d.color_jitter)
+  b = local_batch_size * jax.process_count()  # Every host draws the global batch,
+  first = jax.process_index() * local_batch_size  # and keeps its own rows.
+  rows = slice(first, first + local_batch_size)
+  low, high = augment_params.jitter_bounds(d.color_jitter)
   for step in itertools.count(start_step):
     rng = np.random.default_rng([config.seed, step])
-    b = local_batch_size * jax.process_count()
     who = np.stack([rng.choice(len(subjects), 2, replace=False) for _ in range(b)])
     clip = rng.integers(0, variant.clips_per_subject, (b, 2))
     start = rng.integers(0, frames - span, (b, 2))
     corner = rng.integers(0, variant.image_size - crop + 1, (b, 2, 2))
     flip = (rng.random((b, 2)) < 0.5) & bool(d.flip)
-    jitter = rng.uniform([-127.5 * s, 1 - s, 1 - s], [127.5 * s, 1 + s, 1 + s], (b, 2, 3))
-    rows = slice(first, first + local_batch_size)
+    jitter = rng.uniform(low, high, (b, 2, 3))
     image = np.stack([np.stack([
         video[who[u, j], clip[u, j], start[u, j] + offsets,
               corner[u, j, 0]:corner[u, j, 0] + crop, corner[u, j, 1]:corner[u, j, 1] + crop]
