@@ -21,7 +21,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data_pipeline.au_sets import aus_of  # noqa: E402
-from wsrtl_jax.config_loading import load_config, override_config  # noqa: E402
+from data_pipeline.config_loading import load_config, override_config, split_overrides  # noqa: E402
 
 STAGES = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
           "resnet50": ((3, 4, 6, 3), True)}
@@ -133,9 +133,8 @@ def main() -> None:
   parser.add_argument("--config", required=True)
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--no_compile", action="store_true")
-  args, rest = parser.parse_known_args()
-  overrides = dict(arg[len("--config."):].split("=", 1) for arg in rest
-                   if arg.startswith("--config."))
+  overrides, rest = split_overrides(sys.argv[1:])
+  args = parser.parse_args(rest)
   config = override_config(load_config(args.config), overrides)
   print(json.dumps(benchmark(config, args.steps, not args.no_compile)), flush=True)
 

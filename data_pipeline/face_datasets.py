@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 
 from data_pipeline import aligned_cache, folds, raw_sources
 from data_pipeline.au_sets import AU_SETS
-from wsrtl_jax.logging_utils import Progress
+from data_pipeline.progress import Progress
 
 VAL_FRACTION = 0.1  # Share of the training subjects held out for validation (at least one).
 

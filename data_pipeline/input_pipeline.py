@@ -14,9 +14,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import ml_collections
 
-from data_pipeline import augment, folds
+from data_pipeline import augment, cached_flow, folds
 from data_pipeline.folds import FoldSplits, Part
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 tf.config.set_visible_devices([], "GPU")
 
@@ -226,16 +226,15 @@ def train_stream(config: ml_collections.ConfigDict, builder, splits: FoldSplits,
 
 def _with_cached_flow(process, config: ml_collections.ConfigDict, splits: FoldSplits):
   """`process` that also attaches each pair's cached flow, cropped, resized and mirrored with
-  its pixels (data_pipeline.flow_cache)."""
-  from data_pipeline import flow_cache  # It builds on this module.
-  lookup = flow_cache.FlowLookup(config.data.flow_cache, config, splits)
+  its pixels (data_pipeline.cached_flow)."""
+  lookup = cached_flow.FlowLookup(config.data.flow_cache, store_name(config), config, splits)
   crop = augment.crop_size(splits.frame_size, config.data)
 
   def with_flow(index, unit):
     out = process(index, unit)
     flow = lookup.flow(unit["sequence"][0], unit["frame"][0])
-    out["flow"] = flow_cache.cropped_flow(flow, out["top_left"], out["flip"], crop,
-                                          config.data.image_size)
+    out["flow"] = cached_flow.cropped_flow(flow, out["top_left"], out["flip"], crop,
+                                           config.data.image_size)
     return out
   return with_flow
 

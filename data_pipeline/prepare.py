@@ -11,7 +11,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 MANUAL = ("bp4d", "disfa", "gft", "face_videos")
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from data_pipeline import alignment, video_io
 from data_pipeline.au_sets import AU_SETS
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 # DESIGN.md 3.1: fold k tests on part 4-k and trains on the other two.
 STANDARD_PARTS: dict[str, dict[str, tuple[str, ...]]] = {

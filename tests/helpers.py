@@ -15,7 +15,7 @@ TINY_OVERRIDES = {
 
 def tiny_config(**overrides):
   from configs import synthau_supervised
-  from wsrtl_jax.config_loading import override_config
+  from data_pipeline.config_loading import override_config
   merged = {**TINY_OVERRIDES, **overrides}
   return override_config(synthau_supervised.get_config(), {k: str(v) for k, v in merged.items()})
 

@@ -15,8 +15,8 @@ from data_pipeline.synthau.generator import CLIP_FACTORS
 from tests.helpers import cli_args
 from wsrtl_jax import (checkpointing, cli, clp_training, factor_probe, methods, parallel,
                        pretrained, probes, training)
-from wsrtl_jax.config_loading import load_config
-from wsrtl_jax.errors import UserError
+from data_pipeline.config_loading import load_config
+from data_pipeline.errors import UserError
 
 
 def test_info_nce_is_cross_entropy_with_the_positive_first():

@@ -11,7 +11,7 @@ from data_pipeline.au_sets import AU_SETS
 from tests import raw_fixtures
 from tests.helpers import run_cli, tiny_config
 from data_pipeline import prepare
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def _store(name: str, data_dir: str, split: str) -> list[dict]:

@@ -8,8 +8,8 @@ import pytest
 from configs import synthau_wsrtl
 from data_pipeline import flow_cache, input_pipeline
 from tests.helpers import TINY_OVERRIDES
-from wsrtl_jax.config_loading import override_config
-from wsrtl_jax.errors import UserError
+from data_pipeline.config_loading import override_config
+from data_pipeline.errors import UserError
 
 FRAME, SIZE = 64, 48  # synthau/tiny frames; network input.
 

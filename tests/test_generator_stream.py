@@ -10,8 +10,8 @@ from data_pipeline import input_pipeline
 from data_pipeline.synthau import generator_stream
 from data_pipeline.synthau.generator import subject_index
 from tests.helpers import TINY_OVERRIDES, cli_args, run_cli
-from wsrtl_jax.config_loading import load_config, override_config
-from wsrtl_jax.errors import UserError
+from data_pipeline.config_loading import load_config, override_config
+from data_pipeline.errors import UserError
 
 CLP_TINY = {**TINY_OVERRIDES, "global_batch_size": 4, "model.code_dim": 16,
             "clp.queue_size": 32, "data.clip_stride": 2, "num_train_steps": 2,

@@ -13,7 +13,7 @@ import pytest
 from data_pipeline import raw_sources as rs
 from data_pipeline.au_sets import AU_SETS
 from tests import raw_fixtures as rf
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def _problems(problems, root):

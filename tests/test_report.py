@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from wsrtl_jax import report
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def _write_linear_eval(path, pretrained, avg_f1, auc, identity=None, accuracy=0.8,

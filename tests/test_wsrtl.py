@@ -12,7 +12,7 @@ from configs import synthau_wsrtl
 from data_pipeline.au_sets import CENTRE_AUS, aus_of
 from tests.helpers import ROOT, cli_args, run_cli
 from wsrtl_jax import bench, methods, models, parallel, training, wsrtl_training
-from wsrtl_jax.config_loading import load_config
+from data_pipeline.config_loading import load_config
 from wsrtl_jax.logging_utils import read_jsonl
 from wsrtl_jax.models.wsrtl import tent_weights
 

@@ -17,7 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from data_pipeline.au_sets import CENTRE_AUS, aus_of
 from wsrtl_jax import image_ops, methods, parallel, training, wsrtl_training
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 # Dense peak FLOP/s per device for the compute dtype (bfloat16; float32 uses TF32 on NVIDIA).
 PEAK_FLOPS = {

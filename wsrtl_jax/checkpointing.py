@@ -9,7 +9,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 SELECTION_METRIC = "val_avg_f1"
 

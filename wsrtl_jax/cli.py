@@ -15,8 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only our inp
 
 import ml_collections
 
-from wsrtl_jax.config_loading import load_config, override_config, saved_config
-from wsrtl_jax.errors import UserError
+from data_pipeline.config_loading import (load_config, override_config, saved_config,
+                                          split_overrides)
+from data_pipeline.errors import UserError
 
 USAGE = """python -m wsrtl_jax COMMAND [options]
 
@@ -46,20 +47,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
-  """Splits `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides from the other flags."""
-  overrides, rest, i = {}, [], 0
-  while i < len(argv):
-    arg = argv[i]
-    if arg.startswith("--config."):
-      key, eq, value = arg[len("--config."):].partition("=")
-      if not eq:
-        if i + 1 >= len(argv):
-          raise UserError(f"{arg} needs a value")
-        i, value = i + 1, argv[i + 1]
-      overrides[key] = value
-    else:
-      rest.append(arg)
-    i += 1
+  """Splits the config overrides from the other flags and parses those."""
+  overrides, rest = split_overrides(argv)
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
   parser.add_argument("command", choices=["prepare", "train", "evaluate", "linear_eval",
                                           "factors", "bench", "compare", "report"])

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 from wsrtl_jax.logging_utils import read_jsonl
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from data_pipeline import alignment, augment, input_pipeline
 from data_pipeline.synthau import generator
 from wsrtl_jax import parallel, plots, pretrained, training
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def change_over_clip(values: np.ndarray) -> float:

@@ -20,7 +20,7 @@ import optax
 from data_pipeline import input_pipeline
 from wsrtl_jax import (evaluation, losses, methods, parallel, plots, pretrained, probes,
                        training)
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 from wsrtl_jax.train import gather_split
 
 def _last_stage(module, images, train):

@@ -9,7 +9,7 @@ import ml_collections
 import optax
 
 from wsrtl_jax import clp_training, training, wsrtl_training
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 METHODS = ("supervised", "wsrtl", "clp")
 _SOURCE = {"wsrtl": "configs/synthau_wsrtl.py", "clp": "configs/synthau_clp.py"}

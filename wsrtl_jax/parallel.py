@@ -10,7 +10,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 AXIS = "data"
 

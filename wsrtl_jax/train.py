@@ -17,8 +17,9 @@ from data_pipeline import augment_params
 from data_pipeline.au_sets import CENTRE_AUS
 from wsrtl_jax import (checkpointing, clp_training, evaluation, image_ops, losses, methods,
                        models, parallel, plots, pretrained, training, wsrtl_training)
-from wsrtl_jax.errors import UserError
-from wsrtl_jax.logging_utils import MetricsLog, Progress
+from data_pipeline.errors import UserError
+from data_pipeline.progress import Progress
+from wsrtl_jax.logging_utils import MetricsLog
 from wsrtl_jax.preemption import PreemptionWatch
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from data_pipeline import augment_params, folds
 from data_pipeline.synthau import generator, stores
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 JPEG_QUALITY = 95  # tf.image.encode_jpeg's default, which the tfds store uses (PIL's 4:2:0 too).
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from data_pipeline.au_sets import CENTRE_AUS, aus_of
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 from wsrtl_jax.models.resnet import BACKBONES, ResNet
 from wsrtl_jax.models.clp import CLPNet
 from wsrtl_jax.models.wsrtl import WSRTLNet

@@ -2,19 +2,20 @@
 landmarks (grey) and AU centres (red) drawn where the pipeline says they are, so a glance tells
 whether alignment, augmentation and the centres agree with the pixels.
 
-  python -m data_pipeline.render_streams --config configs/synthau_supervised.py \\
+  python -m wsrtl_jax.render_streams --config configs/synthau_supervised.py \\
       --config.data.name=face_videos --kind clips --out docs/face_videos_clips.png
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from data_pipeline import input_pipeline
 from wsrtl_jax import image_ops
-from wsrtl_jax.config_loading import load_config, override_config
+from data_pipeline.config_loading import load_config, override_config, split_overrides
 
 SCALE = 2  # Frames are drawn at twice the network input size.
 
@@ -50,8 +51,8 @@ def main() -> None:
   parser.add_argument("--kind", default="clips", choices=["pairs", "clips"])
   parser.add_argument("--rows", type=int, default=4)
   parser.add_argument("--out", required=True)
-  args, rest = parser.parse_known_args()
-  overrides = dict(arg[len("--config."):].split("=", 1) for arg in rest)
+  overrides, rest = split_overrides(sys.argv[1:])
+  args = parser.parse_args(rest)
   config = override_config(load_config(args.config), overrides)
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)

@@ -1,4 +1,5 @@
-"""Loads `get_config()` files and applies `--config.a.b=value` overrides with clear errors."""
+"""Loads `get_config()` files and applies `--config.a.b=value` overrides with clear errors: the
+one parser of config overrides that every command and script uses."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +11,7 @@ from typing import Any
 
 import ml_collections
 
-from wsrtl_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 class ConfigError(UserError):
@@ -65,6 +66,25 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
     node[leaf] = value
   except (TypeError, ValueError) as e:
     raise ConfigError(f"config key '{key}' expects {type(old).__name__}, got '{text}'") from e
+
+
+def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+  """Splits `--config.KEY=VALUE` (or `--config.KEY VALUE`) overrides from the other arguments:
+  ({KEY: VALUE}, the rest in order)."""
+  overrides, rest, i = {}, [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith("--config."):
+      key, eq, value = arg[len("--config."):].partition("=")
+      if not eq:
+        if i + 1 >= len(argv):
+          raise ConfigError(f"{arg} needs a value")
+        i, value = i + 1, argv[i + 1]
+      overrides[key] = value
+    else:
+      rest.append(arg)
+    i += 1
+  return overrides, rest
 
 
 def override_config(config: ml_collections.ConfigDict, overrides: dict[str, str]
