@@ -16,7 +16,9 @@ import numpy as np
 
 from data_pipeline.alignment import INDEX_49_IN_68, INDEX_66_IN_68
 from data_pipeline.au_sets import AU_SETS
-from data_pipeline.synthau import generator as gen
+from data_pipeline.synthau.common import AUS
+from data_pipeline.synthau.generator import generate_clip
+from data_pipeline.synthau.identity import sample_identity
 
 SIZE = 64
 POINT_INDEX = {68: np.arange(68), 49: INDEX_49_IN_68, 66: INDEX_66_IN_68}
@@ -64,8 +66,8 @@ class VideoTruth:
 
 def _clip(subject_index: int, clip_index: int, num_frames: int) -> dict[str, np.ndarray]:
   """A SynthAU clip whose frame t carries tag t % TAG_SLOTS (see frame_tag)."""
-  clip = gen.generate_clip(gen.sample_identity(subject_index), clip_index, num_frames=num_frames,
-                           image_size=SIZE)
+  clip = generate_clip(sample_identity(subject_index), clip_index, num_frames=num_frames,
+                       image_size=SIZE)
   strip = clip["image"][:, 1:1 + _TAG_SIDE, :]
   strip[:] = 0
   for t in range(num_frames):
@@ -88,7 +90,7 @@ def frame_tag(rgb: np.ndarray) -> int:
 
 
 def _columns(aus: tuple[int, ...]) -> list[int]:
-  return [gen.AUS.index(au) for au in aus]
+  return [AUS.index(au) for au in aus]
 
 
 def _write_image(path: str, rgb: np.ndarray) -> None:
@@ -172,7 +174,7 @@ def write_bp4d_raw(root: str) -> Truth:
     seq = []
     for t in range(count):
       n = start + t
-      values = {au: int(occurrence[t, gen.AUS.index(au)]) if au in gen.AUS else 0
+      values = {au: int(occurrence[t, AUS.index(au)]) if au in AUS else 0
                 for au in header}
       labels = np.array([values.get(au, -1) for au in aus], np.int8)
       f = FrameTruth(subject, f"{subject}/{task}", n, labels, landmarks=clip["landmarks"][t],

@@ -8,7 +8,7 @@ import pytest
 
 from data_pipeline import input_pipeline
 from data_pipeline.synthau import generator_stream
-from data_pipeline.synthau.generator import subject_index
+from data_pipeline.synthau.identity import subject_index
 from tests.helpers import TINY_OVERRIDES, cli_args, run_cli
 from data_pipeline.config_loading import load_config, override_config
 from data_pipeline.errors import UserError

@@ -5,10 +5,15 @@ import hashlib
 import numpy as np
 import pytest
 
-from data_pipeline.synthau import generator as gen
-from data_pipeline.synthau.generator import generate_clip, sample_identity
+from data_pipeline.landmarks import FLIP_PERMUTATION, NUM_LANDMARKS
+from data_pipeline.synthau import renderer
+from data_pipeline.synthau.common import AUS
+from data_pipeline.synthau.generator import generate_clip
+from data_pipeline.synthau.identity import sample_identity, subject_id
+from data_pipeline.synthau.renderer import render_frames
+from data_pipeline.synthau.scene import sample_scene
 
-AU = {au: i for i, au in enumerate(gen.AUS)}
+AU = {au: i for i, au in enumerate(AUS)}
 BP4D_RATES = {1: .2, 2: .17, 4: .2, 6: .45, 7: .55, 9: .07, 10: .6, 12: .55, 14: .45, 15: .17, 17: .34,
               23: .17, 24: .15, 25: .35, 26: .15}
 BROWS, EYES, NOSE, MOUTH = range(17, 27), range(36, 48), range(27, 36), range(48, 68)
@@ -18,17 +23,17 @@ AU_REGION = {1: BROWS, 2: BROWS, 4: BROWS, 6: EYES, 7: EYES, 9: NOSE, 10: MOUTH,
 
 def _apex_render(subject: int):
   """Frame 0 neutral, frame 1+k: AU k alone at 4.5; same identity, frontal, noise-free scene."""
-  num = 1 + len(gen.AUS)
-  intensity = np.zeros((num, len(gen.AUS)), np.float32)
-  intensity[np.arange(1, num), np.arange(len(gen.AUS))] = 4.5
-  scene = gen.sample_scene(np.random.default_rng(0), num, nuisance=False)
+  num = 1 + len(AUS)
+  intensity = np.zeros((num, len(AUS)), np.float32)
+  intensity[np.arange(1, num), np.arange(len(AUS))] = 4.5
+  scene = sample_scene(np.random.default_rng(0), num, nuisance=False)
   scene = dataclasses.replace(scene, noise_std=0.0)
-  return gen.render_frames(gen.sample_identity(subject), intensity, np.zeros((num, 3), np.float32), scene)
+  return render_frames(sample_identity(subject), intensity, np.zeros((num, 3), np.float32), scene)
 
 
 @pytest.fixture(scope="module")
 def clips():
-  return [gen.generate_clip(gen.sample_identity(s), c, num_frames=24) for s in range(3) for c in range(2)]
+  return [generate_clip(sample_identity(s), c, num_frames=24) for s in range(3) for c in range(2)]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +42,9 @@ def apex():
 
 
 def test_api_constants():
-  assert gen.AUS == (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)
-  assert gen.NUM_LANDMARKS == 68
-  assert gen.subject_id(7) == "S007"
+  assert AUS == (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24, 25, 26)
+  assert NUM_LANDMARKS == 68
+  assert subject_id(7) == "S007"
 
 
 def test_clip_shapes_dtypes_and_ranges(clips):
@@ -74,31 +79,31 @@ def test_clip_digest_is_pinned():
 
 
 def test_other_image_size_scales_landmarks():
-  small = gen.generate_clip(gen.sample_identity(1), 0, num_frames=4, image_size=64)
-  large = gen.generate_clip(gen.sample_identity(1), 0, num_frames=4, image_size=128)
+  small = generate_clip(sample_identity(1), 0, num_frames=4, image_size=64)
+  large = generate_clip(sample_identity(1), 0, num_frames=4, image_size=128)
   assert small["image"].shape == (4, 64, 64, 3)
   np.testing.assert_allclose(small["landmarks"] * 2, large["landmarks"], atol=0.05)
   np.testing.assert_array_equal(small["intensity"], large["intensity"])
 
 
 def test_deterministic_and_varied():
-  identity = gen.sample_identity(4)
-  assert identity == gen.sample_identity(4)
-  assert identity != gen.sample_identity(5) and identity != gen.sample_identity(4, seed=1)
-  a, b = gen.generate_clip(identity, 3, 8), gen.generate_clip(identity, 3, 8)
+  identity = sample_identity(4)
+  assert identity == sample_identity(4)
+  assert identity != sample_identity(5) and identity != sample_identity(4, seed=1)
+  a, b = generate_clip(identity, 3, 8), generate_clip(identity, 3, 8)
   for key in a:
     np.testing.assert_array_equal(a[key], b[key])
-  for other in (gen.generate_clip(identity, 4, 8), gen.generate_clip(identity, 3, 8, seed=1),
-                gen.generate_clip(gen.sample_identity(5), 3, 8)):
+  for other in (generate_clip(identity, 4, 8), generate_clip(identity, 3, 8, seed=1),
+                generate_clip(sample_identity(5), 3, 8)):
     assert not np.array_equal(a["image"], other["image"])
     assert not np.array_equal(a["pose"], other["pose"])
 
 
 def test_varying_keeps_one_factor_changing_and_the_first_frame():
-  identity = gen.sample_identity(2)
-  full = gen.generate_clip(identity, 1, 8, image_size=64)
-  aus = gen.generate_clip(identity, 1, 8, image_size=64, varying="AUs")
-  pose = gen.generate_clip(identity, 1, 8, image_size=64, varying="head pose")
+  identity = sample_identity(2)
+  full = generate_clip(identity, 1, 8, image_size=64)
+  aus = generate_clip(identity, 1, 8, image_size=64, varying="AUs")
+  pose = generate_clip(identity, 1, 8, image_size=64, varying="head pose")
   for clip in (aus, pose):  # The same person, scene and first frame as the clip (to rounding).
     np.testing.assert_array_equal(clip["landmarks"][0], full["landmarks"][0])
     assert np.abs(clip["image"][0].astype(int) - full["image"][0]).max() <= 1
@@ -110,14 +115,14 @@ def test_varying_keeps_one_factor_changing_and_the_first_frame():
   moved = lambda clip: np.abs(clip["landmarks"][-1] - clip["landmarks"][0]).max(axis=1)
   assert moved(pose).min() > 0.1 and moved(aus).min() < 0.01
   with pytest.raises(ValueError, match="varying='pose'; choose one of all, AUs, head pose"):
-    gen.generate_clip(identity, 1, 8, varying="pose")
+    generate_clip(identity, 1, 8, varying="pose")
 
 
 def test_global_rng_untouched():
   np.random.seed(123)
   expected = np.random.random()
   np.random.seed(123)
-  gen.generate_clip(gen.sample_identity(0), 0, 4)
+  generate_clip(sample_identity(0), 0, 4)
   assert np.random.random() == expected
 
 
@@ -175,14 +180,14 @@ def test_au_changes_pixels_near_its_landmarks(apex):
 
 
 def test_flip_permutation_mirrors_a_frontal_neutral_face():
-  perm = gen.FLIP_PERMUTATION
+  perm = FLIP_PERMUTATION
   assert perm.shape == (68,) and sorted(perm) == list(range(68))
   np.testing.assert_array_equal(perm[perm], np.arange(68))
   assert perm[0] == 16 and perm[8] == 8 and perm[36] == 45 and perm[48] == 54 and perm[62] == 62
-  scene = gen.sample_scene(np.random.default_rng(0), 1, nuisance=False)
+  scene = sample_scene(np.random.default_rng(0), 1, nuisance=False)
   for subject in range(5):
-    _, lm = gen.render_frames(gen.sample_identity(subject), np.zeros((1, 15), np.float32),
-                              np.zeros((1, 3), np.float32), scene)
+    _, lm = render_frames(sample_identity(subject), np.zeros((1, 15), np.float32),
+                          np.zeros((1, 3), np.float32), scene)
     lm = lm[0]
     centre = lm[27:31, 0].mean()
     mirrored = lm[perm] * [-1, 1] + [2 * centre, 0]
@@ -193,9 +198,9 @@ def test_flip_permutation_mirrors_a_frontal_neutral_face():
 def test_base_rates_cooccurrence_and_neutral_frames():
   occurrence, intensity = [], []
   for subject in range(20):
-    identity = gen.sample_identity(subject)
+    identity = sample_identity(subject)
     for clip in range(4):
-      data = gen.generate_clip(identity, clip, num_frames=32, image_size=32)
+      data = generate_clip(identity, clip, num_frames=32, image_size=32)
       occurrence.append(data["occurrence"].astype(bool))
       intensity.append(data["intensity"])
   jumps = np.concatenate([np.abs(np.diff(clip, axis=0)) for clip in intensity])
@@ -218,9 +223,9 @@ def test_pose_is_smooth(clips):
 
 def test_rendering_does_not_depend_on_chunking(monkeypatch):
   """Frames are rendered in chunks sharing layer boxes; every layer's box must hold its shapes."""
-  identity = gen.sample_identity(8)
-  chunked = gen.generate_clip(identity, 0, 16)["image"].astype(np.int16)
-  monkeypatch.setattr(gen, "_CHUNK", 1)
-  single = gen.generate_clip(identity, 0, 16)["image"].astype(np.int16)
+  identity = sample_identity(8)
+  chunked = generate_clip(identity, 0, 16)["image"].astype(np.int16)
+  monkeypatch.setattr(renderer, "_CHUNK", 1)
+  single = generate_clip(identity, 0, 16)["image"].astype(np.int16)
   diff = np.abs(chunked - single)
   assert diff.mean() < 0.05 and np.percentile(diff, 99.9) <= 4

@@ -26,7 +26,10 @@ import numpy as np
 from PIL import Image
 
 from data_pipeline import augment_params, folds
-from data_pipeline.synthau import generator, stores
+from data_pipeline.synthau import stores
+from data_pipeline.synthau.common import AUS
+from data_pipeline.synthau.generator import generate_clip
+from data_pipeline.synthau.identity import sample_identity, subject_index
 from data_pipeline.errors import UserError
 
 JPEG_QUALITY = 95  # tf.image.encode_jpeg's default, which the tfds store uses (PIL's 4:2:0 too).
@@ -54,7 +57,7 @@ def fold_splits(config: ml_collections.ConfigDict, variant: stores.Variant) -> f
         config.data.fold, config.data.num_val_subjects,
         lambda split: sorted(s for p in split.split("+")
                              for s in stores.subjects_of_part(variant, int(p[len("part"):]))),
-        aus=tuple(generator.AUS), frame_size=variant.image_size, frame_step=1)
+        aus=tuple(AUS), frame_size=variant.image_size, frame_step=1)
   except ValueError as e:
     raise UserError(str(e)) from None
 
@@ -72,11 +75,11 @@ def render_sequences(variant: stores.Variant, subjects: tuple[str, ...]) -> np.n
   out = np.empty((len(subjects), variant.clips_per_subject, variant.frames_per_clip,
                   variant.image_size, variant.image_size, 3), np.uint8)
   for i, name in enumerate(subjects):
-    identity = generator.sample_identity(generator.subject_index(name), seed=variant.seed)
+    identity = sample_identity(subject_index(name), seed=variant.seed)
     for c in range(variant.clips_per_subject):
-      clip = generator.generate_clip(identity, c, num_frames=variant.frames_per_clip,
-                                     image_size=variant.image_size, seed=variant.seed,
-                                     varying=variant.varying)["image"]
+      clip = generate_clip(identity, c, num_frames=variant.frames_per_clip,
+                           image_size=variant.image_size, seed=variant.seed,
+                           varying=variant.varying)["image"]
       out[i, c] = [_jpeg_round_trip(frame) for frame in clip]
   print(f"Rendered {out.shape[0] * out.shape[1]} SynthAU/{variant.name} sequences "
         f"({out.shape[0] * out.shape[1] * out.shape[2]} frames) in {time.time() - start:.0f} s.",
@@ -110,7 +113,7 @@ def train_stream(config: ml_collections.ConfigDict, variant: stores.Variant,
                     f"SynthAU/{variant.name} gives {len(subjects)}")
   video = render_sequences(variant, subjects)
   crop = augment_params.crop_size(variant.image_size, d)
-  identities = np.array([generator.subject_index(s) for s in subjects], np.int32)
+  identities = np.array([subject_index(s) for s in subjects], np.int32)
   offsets = np.arange(d.clip_length) * d.clip_stride
   b = local_batch_size * jax.process_count()  # Every host draws the global batch,
   first = jax.process_index() * local_batch_size  # and keeps its own rows.

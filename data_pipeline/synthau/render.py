@@ -11,7 +11,11 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from data_pipeline.synthau import generator as gen
+from data_pipeline.synthau.common import AUS
+from data_pipeline.synthau.generator import generate_clip
+from data_pipeline.synthau.identity import Identity, sample_identity, subject_id
+from data_pipeline.synthau.renderer import render_frames
+from data_pipeline.synthau.scene import sample_scene
 
 _LABEL_W = 44
 _HEADER_H = 16
@@ -21,43 +25,43 @@ _COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 3
             (128, 0, 0), (0, 0, 128), (128, 128, 128), (255, 180, 0), (0, 0, 0)]
 
 
-def _apex_frames(identity: gen.Identity, image_size: int, seed: int) -> np.ndarray:
+def _apex_frames(identity: Identity, image_size: int, seed: int) -> np.ndarray:
   """[1+15,H,W,3]: neutral, then each AU alone at apex; frontal pose, clean noise-free scene."""
-  num = 1 + len(gen.AUS)
-  intensity = np.zeros((num, len(gen.AUS)), np.float32)
-  intensity[np.arange(1, num), np.arange(len(gen.AUS))] = _APEX
+  num = 1 + len(AUS)
+  intensity = np.zeros((num, len(AUS)), np.float32)
+  intensity[np.arange(1, num), np.arange(len(AUS))] = _APEX
   pose = np.zeros((num, 3), np.float32)
   rng = np.random.default_rng(np.random.SeedSequence([seed, identity.subject_index, 0x5EE7]))
-  scene = dataclasses.replace(gen.sample_scene(rng, num, nuisance=False), noise_std=0.0)
-  return gen.render_frames(identity, intensity, pose, scene, image_size)[0]
+  scene = dataclasses.replace(sample_scene(rng, num, nuisance=False), noise_std=0.0)
+  return render_frames(identity, intensity, pose, scene, image_size)[0]
 
 
 def contact_sheet(image_size: int = 128, seed: int = 0, num_identities: int = 6) -> Image.Image:
   """Rows: neutral and each AU at apex; columns: identities."""
-  columns = [_apex_frames(gen.sample_identity(i, seed), image_size, seed) for i in range(num_identities)]
+  columns = [_apex_frames(sample_identity(i, seed), image_size, seed) for i in range(num_identities)]
   rows = len(columns[0])
   sheet = Image.new("RGB", (_LABEL_W + num_identities * image_size, _HEADER_H + rows * image_size), "white")
   draw = ImageDraw.Draw(sheet)
   font = ImageFont.load_default()
   for c, frames in enumerate(columns):
     x = _LABEL_W + c * image_size
-    draw.text((x + 4, 2), gen.subject_id(c), fill="black", font=font)
+    draw.text((x + 4, 2), subject_id(c), fill="black", font=font)
     for r, frame in enumerate(frames):
       sheet.paste(Image.fromarray(frame), (x, _HEADER_H + r * image_size))
   for r in range(rows):
-    label = "neutral" if r == 0 else f"AU{gen.AUS[r - 1]}"
+    label = "neutral" if r == 0 else f"AU{AUS[r - 1]}"
     draw.text((3, _HEADER_H + r * image_size + image_size // 2 - 5), label, fill="black", font=font)
   return sheet
 
 
-def _showcase_clip(seed: int, num_frames: int, image_size: int) -> tuple[gen.Identity, dict[str, np.ndarray]]:
+def _showcase_clip(seed: int, num_frames: int, image_size: int) -> tuple[Identity, dict[str, np.ndarray]]:
   """Among a few candidate clips, the one whose AUs change most, with at most 6 AUs active
   (so the frames show clear expression changes and the timeline stays readable)."""
   best = None
   for subject in range(6):
-    identity = gen.sample_identity(subject, seed)
+    identity = sample_identity(subject, seed)
     for clip in range(4):
-      data = gen.generate_clip(identity, clip, num_frames, image_size, seed)
+      data = generate_clip(identity, clip, num_frames, image_size, seed)
       curves = data["intensity"]
       if (curves.max(0) >= 1).sum() > 6:
         continue
@@ -88,7 +92,7 @@ def _timeline(intensity: np.ndarray, shown: np.ndarray, width: int, height: int 
   draw.text((left, bottom + 5), "frame (ticks: frames shown above); intensity 0-5, "
             "darker grid line: occurrence threshold 2", fill="black", font=font)
   row = 0
-  for k, au in enumerate(gen.AUS):
+  for k, au in enumerate(AUS):
     curve = intensity[:, k]
     if curve.max() < 1.0:
       continue
@@ -107,7 +111,7 @@ def clip_sheet(image_size: int = 128, seed: int = 0, num_frames: int = 48, shown
   strip = np.concatenate(list(data["image"][picks]), 1)
   plot = _timeline(data["intensity"], picks, strip.shape[1])
   sheet = Image.new("RGB", (strip.shape[1], _HEADER_H + strip.shape[0] + plot.height), "white")
-  ImageDraw.Draw(sheet).text((4, 2), f"{gen.subject_id(identity.subject_index)}, {num_frames}-frame clip",
+  ImageDraw.Draw(sheet).text((4, 2), f"{subject_id(identity.subject_index)}, {num_frames}-frame clip",
                              fill="black", font=ImageFont.load_default())
   sheet.paste(Image.fromarray(strip), (0, _HEADER_H))
   sheet.paste(plot, (0, _HEADER_H + strip.shape[0]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from data_pipeline import folds
-from data_pipeline.synthau import generator
+from data_pipeline.synthau.identity import subject_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,5 +38,5 @@ def part_of_subject(subject_index: int) -> int:
 
 def subjects_of_part(variant: Variant, part: int) -> list[str]:
   """The sorted subject names that `variant` puts in `part`."""
-  return sorted(generator.subject_id(s) for s in range(variant.num_subjects)
+  return sorted(subject_id(s) for s in range(variant.num_subjects)
                 if part_of_subject(s) == part)

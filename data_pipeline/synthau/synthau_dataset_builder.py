@@ -7,7 +7,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipeline import folds
-from data_pipeline.synthau import generator, stores
+from data_pipeline.synthau import stores
+from data_pipeline.synthau.common import AUS
+from data_pipeline.synthau.generator import generate_clip
+from data_pipeline.synthau.identity import sample_identity, subject_id
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -31,7 +34,7 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
   DEFAULT_CONFIG_NAME = "small"
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size, num_aus = self.builder_config.image_size, len(generator.AUS)
+    size, num_aus = self.builder_config.image_size, len(AUS)
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(size, size, 3), encoding_format="jpeg"),
@@ -47,7 +50,7 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
         }),
         supervised_keys=None,
         disable_shuffling=True,
-        metadata=tfds.core.MetadataDict(aus=list(generator.AUS), landmarks_approximate=False,
+        metadata=tfds.core.MetadataDict(aus=list(AUS), landmarks_approximate=False,
                                         frame_step=1),
     )
 
@@ -60,11 +63,11 @@ class Synthau(tfds.core.GeneratorBasedBuilder):
     for s in range(c.num_subjects):
       if stores.part_of_subject(s) != part:
         continue
-      identity = generator.sample_identity(s, seed=c.seed)
-      name = generator.subject_id(s)
+      identity = sample_identity(s, seed=c.seed)
+      name = subject_id(s)
       for clip_index in range(c.clips_per_subject):
-        clip = generator.generate_clip(identity, clip_index, num_frames=c.frames_per_clip,
-                                       image_size=c.image_size, seed=c.seed, varying=c.varying)
+        clip = generate_clip(identity, clip_index, num_frames=c.frames_per_clip,
+                             image_size=c.image_size, seed=c.seed, varying=c.varying)
         sequence = f"{name}/C{clip_index:02d}"
         for t in range(c.frames_per_clip):
           yield f"{sequence}/{t:04d}", {
