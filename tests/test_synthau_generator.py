@@ -14,11 +14,11 @@ from data_pipeline.synthau.renderer import render_frames
 from data_pipeline.synthau.scene import sample_scene
 
 AU = {au: i for i, au in enumerate(AUS)}
-BP4D_RATES = {1: .2, 2: .17, 4: .2, 6: .45, 7: .55, 9: .07, 10: .6, 12: .55, 14: .45, 15: .17, 17: .34,
-              23: .17, 24: .15, 25: .35, 26: .15}
+BP4D_RATES = {1: .2, 2: .17, 4: .2, 6: .45, 7: .55, 9: .07, 10: .6, 12: .55, 14: .45, 15: .17,
+              17: .34, 23: .17, 24: .15, 25: .35, 26: .15}
 BROWS, EYES, NOSE, MOUTH = range(17, 27), range(36, 48), range(27, 36), range(48, 68)
-AU_REGION = {1: BROWS, 2: BROWS, 4: BROWS, 6: EYES, 7: EYES, 9: NOSE, 10: MOUTH, 12: MOUTH, 14: MOUTH,
-             15: MOUTH, 17: MOUTH, 23: MOUTH, 24: MOUTH, 25: MOUTH, 26: MOUTH}
+AU_REGION = {1: BROWS, 2: BROWS, 4: BROWS, 6: EYES, 7: EYES, 9: NOSE, 10: MOUTH, 12: MOUTH,
+             14: MOUTH, 15: MOUTH, 17: MOUTH, 23: MOUTH, 24: MOUTH, 25: MOUTH, 26: MOUTH}
 
 
 def _apex_render(subject: int):

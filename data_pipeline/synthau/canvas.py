@@ -118,7 +118,8 @@ def _curve(coef: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 # Contours fitted through landmarks: name -> (start point, end point, interior points in order).
 _CONTOURS = {
-    "brow_l": (17, 21, (18, 19, 20)), "brow_r": (22, 26, (23, 24, 25)), "brows": (17, 26, (19, 21, 22, 24)),
+    "brow_l": (17, 21, (18, 19, 20)), "brow_r": (22, 26, (23, 24, 25)),
+    "brows": (17, 26, (19, 21, 22, 24)),
     "eye_l_up": (36, 39, (37, 38)), "eye_l_low": (36, 39, (41, 40)),
     "eye_r_up": (42, 45, (43, 44)), "eye_r_low": (42, 45, (47, 46)),
     "lip_up": (48, 54, (49, 50, 51, 52, 53)), "lip_low": (48, 54, (59, 58, 57, 56, 55)),
@@ -189,7 +190,8 @@ class _Patch:
     d = p1 - p0
     length = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-3)
     ex, ey = d[:, 0] / length, d[:, 1] / length
-    c = np.stack([ex / length, ey / length, ex, ey, p0[:, 0], p0[:, 1], length]).astype(_F32)[..., None, None]
+    c = np.stack([ex / length, ey / length, ex, ey, p0[:, 0], p0[:, 1], length])
+    c = c.astype(_F32)[..., None, None]
     dx, dy = self.X - c[4], self.Y - c[5]
     s = dx * c[0]
     s = s + dy * c[1]
@@ -197,7 +199,8 @@ class _Patch:
     t = t - dx * c[3]
     return s, t, c[6]
 
-  def blend(self, alpha: np.ndarray, rgb, shade: np.ndarray | None = None, rows: slice = slice(None)) -> None:
+  def blend(self, alpha: np.ndarray, rgb, shade: np.ndarray | None = None,
+            rows: slice = slice(None)) -> None:
     """Paint colour rgb * shade with coverage alpha (on a band of rows); rgb is [3] or per
     frame [T,3]. The camera's colour gain is applied here, so no separate gain pass."""
     rgb = np.asarray(rgb, _F32) * self.gain

@@ -27,7 +27,8 @@ def _activation(identity: Identity, intensity: np.ndarray) -> np.ndarray:
   return np.clip((intensity + np.array(identity.resting_au, _F32)) / 5.0, 0, 1.2)
 
 
-def _outline_field(idn: Identity, x: np.ndarray, y: np.ndarray, yp: np.ndarray | None = None) -> np.ndarray:
+def _outline_field(idn: Identity, x: np.ndarray, y: np.ndarray,
+                   yp: np.ndarray | None = None) -> np.ndarray:
   """Head outline in normalised coordinates (< 1 inside): an ellipse above the centre line;
   below it a chin taper and a jaw squareness term. yp = max(y, 0) if already at hand
   (it is overwritten)."""
@@ -113,7 +114,8 @@ def _nose_points(idn: Identity, a: dict[int, np.ndarray]) -> np.ndarray:
   """[T,9,3] nose 27..35."""
   n = len(a[1])
   top, tip = -0.1, idn.nose_len
-  bridge_y = top + (tip - top) * np.array([0, 1 / 3, 2 / 3, 1.0]) - np.array([0, 0, 0.03, 0.02]) * a[9]
+  bridge_y = (top + (tip - top) * np.array([0, 1 / 3, 2 / 3, 1.0])
+              - np.array([0, 0, 0.03, 0.02]) * a[9])
   depth = np.broadcast_to([0.42, 0.58, 0.74, 0.92], (n, 4))
   bridge = np.stack([np.zeros((n, 4)), bridge_y, depth], -1)
   lift = 0.07 * a[9] + 0.035 * a[10] + 0.01 * a[6]
@@ -129,10 +131,12 @@ def _mouth_points(idn: Identity, a: dict[int, np.ndarray]) -> tuple[np.ndarray, 
   """[T,20,3] mouth 48..67 and [T] jaw drop, from a lip seam, an opening and lip thicknesses."""
   mw = idn.mouth_w * (1 + 0.22 * a[12] - 0.12 * a[14] - 0.1 * a[23] - 0.07 * a[24] + 0.04 * a[15]
                       - 0.1 * a[26])
-  corner = -0.13 * a[12] - 0.02 * a[14] + 0.11 * a[15] + 0.025 * a[17] - 0.025 * a[10] + 0.05 * a[26]
+  corner = (-0.13 * a[12] - 0.02 * a[14] + 0.11 * a[15] + 0.025 * a[17] - 0.025 * a[10]
+            + 0.05 * a[26])
   centre = -0.03 * a[10] - 0.045 * a[17] + 0.01 * a[15]
   opening = 0.09 * a[25] + 0.24 * a[26] + 0.04 * a[12] * a[25]
-  thick_u = idn.upper_lip * np.clip(1 - 0.5 * a[23] - 0.6 * a[24] + 0.3 * a[10] - 0.2 * a[12], 0.25, 2)
+  thick_u = idn.upper_lip * np.clip(1 - 0.5 * a[23] - 0.6 * a[24] + 0.3 * a[10] - 0.2 * a[12],
+                                    0.25, 2)
   thick_l = idn.lower_lip * np.clip(1 - 0.45 * a[23] - 0.55 * a[24] + 0.15 * a[17] - 0.2 * a[12],
                                     0.25, 2)
 
@@ -159,7 +163,8 @@ def _mouth_points(idn: Identity, a: dict[int, np.ndarray]) -> tuple[np.ndarray, 
   return np.stack([xo, yo, z], -1), jaw_drop
 
 
-def _face_model(identity: Identity, act: np.ndarray, blink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _face_model(identity: Identity, act: np.ndarray,
+                blink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Canonical 3-D landmarks [T,68,3] and the lower-head half height [T] (jaw drop included)
   for AU activations act [T,15]."""
   a = {au: act[:, i:i + 1] for i, au in enumerate(AUS)}
@@ -176,7 +181,8 @@ def _rotation(pose: np.ndarray) -> np.ndarray:
   """[T,3,3] camera-from-head rotation for (yaw, pitch, roll) degrees."""
   yaw, pitch, roll = np.deg2rad(pose.astype(np.float64)).T
   one, zero = np.ones_like(yaw), np.zeros_like(yaw)
-  cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+  cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+  cr, sr = np.cos(roll), np.sin(roll)
   ry = np.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(-1, 3, 3)
   rx = np.stack([one, zero, zero, zero, cp, sp, zero, -sp, cp], -1).reshape(-1, 3, 3)
   rz = np.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).reshape(-1, 3, 3)

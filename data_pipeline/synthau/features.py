@@ -25,7 +25,8 @@ def _paint_brow(ctx: _Ctx, contour: str, inner_last: bool) -> None:
     half = thick * (0.36 + 0.3 * inner)
     t -= 0.8 * half
     dist = half - np.abs(t)
-    taper = _clamp(np.minimum(inner * (length / (0.6 * thick)), (1 - inner) * (length / (0.25 * thick))))
+    taper = _clamp(np.minimum(inner * (length / (0.6 * thick)),
+                              (1 - inner) * (length / (0.25 * thick))))
     alpha = _inside(dist * 1.2)
     alpha *= taper
     alpha *= 0.85 + 0.08 * ctx.crop("noise", patch)
@@ -54,7 +55,8 @@ def _paint_eye(ctx: _Ctx, eye: str, outer_p0: bool) -> None:
   p0i, p1i, upper = _CONTOURS[eye + "_up"]
   p0, p1 = lm[:, p0i], lm[:, p1i]
   height_px = max(idn.eye_up + idn.eye_down, 0.05) * ctx.px
-  reach = np.concatenate([lm[:, p0i:p0i + 6], (lm[:, [p0i, p1i]] + 1.7 * height_px * ctx.up()[:, None])], 1)
+  reach = np.concatenate([lm[:, p0i:p0i + 6],
+                          (lm[:, [p0i, p1i]] + 1.7 * height_px * ctx.up()[:, None])], 1)
   with ctx.patch(reach, 0.1 * ctx.px + 1) as patch:
     if patch.empty:
       return
@@ -172,19 +174,22 @@ def _paint_mouth(ctx: _Ctx) -> None:
     lips *= _span(so, lo)
     below = _clamp(ti - seam + 0.5)
     tone = 0.78 + 0.25 * below
-    highlight = _bump((ti - seam - 0.45 * (bot_o - seam)) * (1 / (0.04 * px))) * _bump((si - 0.5) * (1 / 0.3))
+    highlight = (_bump((ti - seam - 0.45 * (bot_o - seam)) * (1 / (0.04 * px)))
+                 * _bump((si - 0.5) * (1 / 0.3)))
     tone += 0.25 * below * highlight
     patch.blend(lips, _lip_tone(ctx), tone * light)
     if float((lm[:, 66, 1] - lm[:, 62, 1]).max()) > 0.05:
       _paint_mouth_interior(patch, si, ti, li, top_i, bot_i, px, light)
     w = max(0.7, 0.022 * px)
     factor = 1 - 0.55 * _bump((ti - seam) * (1 / w)) * _clamp(np.minimum(si + 0.06, 1.06 - si) * 12)
-    factor -= 0.18 * _bump((to - bot_o - 0.04 * px) * (1 / (0.05 * px))) * _bump((so - 0.5) * (1 / 0.55))
+    factor -= (0.18 * _bump((to - bot_o - 0.04 * px) * (1 / (0.05 * px)))
+               * _bump((so - 0.5) * (1 / 0.55)))
     factor -= 0.2 * _blob(patch, lm[:, 48], 0.035 * px) + 0.2 * _blob(patch, lm[:, 54], 0.035 * px)
     patch.scale(factor)
 
 
-def _paint_mouth_interior(patch: _Patch, si, ti, li, top_i, bot_i, px: float, light: np.ndarray) -> None:
+def _paint_mouth_interior(patch: _Patch, si, ti, li, top_i, bot_i, px: float,
+                          light: np.ndarray) -> None:
   """Dark mouth cavity, upper teeth under the upper lip, lower teeth above the lower lip."""
   opening = _inside(np.minimum(ti - top_i, bot_i - ti))
   opening *= _clamp(bot_i - top_i)  # a gap thinner than a pixel covers only part of it
@@ -289,7 +294,8 @@ def _paint_glabella(ctx: _Ctx) -> None:
       return
     s, t, length = patch.frame(a, b)
     dx = np.abs(s - 0.5) * length
-    furrows = _bump((dx - 0.22 * length) * (1 / (0.035 * px))) * _bump((t - 0.05 * px) * (1 / (0.11 * px)))
+    furrows = (_bump((dx - 0.22 * length) * (1 / (0.035 * px)))
+               * _bump((t - 0.05 * px) * (1 / (0.11 * px))))
     patch.scale(1 - 0.6 * k * furrows)
 
 
@@ -311,7 +317,8 @@ def _paint_chin(ctx: _Ctx) -> None:
     sulcus = _bump(t * (1 / (0.035 * px))) * _ends(s, length, 0.2 * float(length.mean()))
     factor = 1 - (0.1 + 0.35 * k17) * sulcus
     if float(k17.max()) > 0.02:
-      factor += k17 * (0.1 - 0.2 * np.abs(ctx.crop("mottle", patch))) * _blob(patch, boss, 0.26 * px)
+      factor += (k17 * (0.1 - 0.2 * np.abs(ctx.crop("mottle", patch)))
+                 * _blob(patch, boss, 0.26 * px))
     patch.scale(factor)
 
 

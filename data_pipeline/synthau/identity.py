@@ -108,8 +108,8 @@ def _resting_traits(rng: np.random.Generator) -> np.ndarray:
   """Neutral-face features that mimic AUs (pseudo-intensities, AU order)."""
   rest = np.zeros(len(AUS))
   for aus, prob, lo, hi in (((1, 2), 0.2, 0.8, 2.0), ((4,), 0.2, 0.8, 2.0), ((7,), 0.2, 0.8, 2.2),
-                            ((15,), 0.2, 0.8, 2.0), ((23,), 0.15, 0.8, 1.8), ((12,), 0.12, 0.5, 1.3),
-                            ((6,), 0.1, 0.5, 1.2)):
+                            ((15,), 0.2, 0.8, 2.0), ((23,), 0.15, 0.8, 1.8),
+                            ((12,), 0.12, 0.5, 1.3), ((6,), 0.1, 0.5, 1.2)):
     if rng.random() < prob:
       level = rng.uniform(lo, hi)
       for au in aus:
@@ -152,7 +152,8 @@ def sample_identity(subject_index: int, seed: int = 0) -> Identity:
       mouth_w=u(0.36, 0.45), upper_lip=u(0.07, 0.11), lower_lip=u(0.09, 0.14),
       ear_size=u(0.85, 1.15), neck_w=u(0.5, 0.62),
       skin=tuple(skin), lip=tuple(lip), hair=tuple(hair),
-      brow=tuple(np.minimum(hair, 0.45) * u(0.55, 0.9)), iris=tuple(_IRIS[rng.integers(len(_IRIS))]),
+      brow=tuple(np.minimum(hair, 0.45) * u(0.55, 0.9)),
+      iris=tuple(_IRIS[rng.integers(len(_IRIS))]),
       cloth=tuple(rng.uniform(0.1, 0.85, 3)), hair_style=style, hairline=hairline, hair_part=part,
       hair_volume=volume, hair_len=length,
       stubble=u(0.15, 0.4) if rng.random() < 0.2 else 0.0,

@@ -74,13 +74,15 @@ def _landmark_shade(idn: Identity, canon: np.ndarray, lower_b: np.ndarray, light
   return _lambert(light, scene, x, y, nz, flatten=0.8).astype(_F32)
 
 
-def _canon_patch(ctx: _Ctx, xs: tuple[float, float], ys: tuple[float, float], margin: float = 2.0) -> _Patch:
+def _canon_patch(ctx: _Ctx, xs: tuple[float, float], ys: tuple[float, float],
+                 margin: float = 2.0) -> _Patch:
   """Patch covering a canonical head-plane rectangle in every frame of the chunk."""
   corners = np.array([[x, y, 0.0] for x in xs for y in ys], _F32)
   return ctx.patch(ctx.cam.project(np.broadcast_to(corners, (len(ctx.lm), 4, 3))), margin)
 
 
-def _neck_alpha(ctx: _Ctx, patch: _Patch, top: float = 0.6, rows: slice = slice(None)) -> np.ndarray:
+def _neck_alpha(ctx: _Ctx, patch: _Patch, top: float = 0.6,
+                rows: slice = slice(None)) -> np.ndarray:
   """Neck coverage (on a band of the patch's rows): a vertical band below the head that
   follows the face translation only."""
   s, ox, oy = _t1(ctx.cam.scale), _t1(ctx.cam.origin[:, 0]), _t1(ctx.cam.origin[:, 1])
@@ -95,7 +97,8 @@ def _paint_body(ctx: _Ctx) -> None:
   s, ox, oy = _t1(scale), _t1(origin[:, 0]), _t1(origin[:, 1])
   light = ctx.scene.ambient + 0.5 * ctx.scene.diffuse
   for top, half in ((0.6, idn.neck_w), (1.75, 10.0)):
-    pts = np.stack([origin + scale[:, None] * np.array([-half, top]), origin + scale[:, None] * half], 1)
+    pts = np.stack([origin + scale[:, None] * np.array([-half, top]),
+                    origin + scale[:, None] * half], 1)
     pts[:, 1, 1] = size + 1.0
     with ctx.patch(pts, 2) as patch:
       if patch.empty:
@@ -128,7 +131,8 @@ class _Head:
   hair_shade: np.ndarray
 
 
-def _hair_field(ctx: _Ctx, patch: _Patch, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _hair_field(ctx: _Ctx, patch: _Patch, u: np.ndarray,
+                v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Hair coverage and shading: ellipse on top, straight fall to ``hair_len``; linear light
   and vertical strands."""
   idn = ctx.idn
@@ -150,7 +154,8 @@ def _hair_field(ctx: _Ctx, patch: _Patch, u: np.ndarray, v: np.ndarray) -> tuple
   return alpha, shade
 
 
-def _face_field(ctx: _Ctx, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _face_field(ctx: _Ctx, u: np.ndarray,
+                v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Head outline field (< 1 inside, = 1 through the jaw landmarks), normalised x and y."""
   idn = ctx.idn
   x = u * (1 / idn.face_w)
@@ -174,7 +179,8 @@ def _hair_behind_neck(ctx: _Ctx, patch: _Patch, hair_alpha: np.ndarray) -> np.nd
   return behind
 
 
-def _skin(ctx: _Ctx, patch: _Patch, u: np.ndarray, v: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+def _skin(ctx: _Ctx, patch: _Patch, u: np.ndarray, v: np.ndarray,
+          rows: slice) -> tuple[np.ndarray, np.ndarray]:
   """Face coverage and skin shading (Lambert on the head ellipsoid, optional stubble) on a band
   of the head box's rows."""
   idn = ctx.idn
@@ -196,7 +202,8 @@ def _paint_head(ctx: _Ctx) -> _Head:
   idn = ctx.idn
   half_w, _, _, top = _hair_shape(idn)
   chin = _C0 + float(ctx.lower_b.max())
-  face_top = _C0 - idn.head_top if idn.hair_style == _BUZZ else max(_C0 - idn.head_top, idn.hairline - 0.15)
+  face_top = (_C0 - idn.head_top if idn.hair_style == _BUZZ
+              else max(_C0 - idn.head_top, idn.hairline - 0.15))
   face_box = _canon_patch(ctx, (-idn.face_w, idn.face_w), (face_top, chin))
   with _canon_patch(ctx, (-half_w, half_w), (top, max(idn.hair_len, chin))) as patch:
     u, v = _plane_coords(ctx, patch)
@@ -243,7 +250,8 @@ def _paint_ears(ctx: _Ctx) -> None:
   up = ctx.up()
   half_h = 0.27 * idn.ear_size * ctx.px
   for side in (-1.0, 1.0):
-    centre = np.broadcast_to(np.array([side * idn.face_w * 0.97, 0.22, -0.3], _F32), (len(ctx.lm), 1, 3))
+    centre = np.broadcast_to(np.array([side * idn.face_w * 0.97, 0.22, -0.3], _F32),
+                             (len(ctx.lm), 1, 3))
     c = ctx.cam.project(centre)[:, 0]
     turn = np.clip(-side * ctx.cam.rot[:, 0, 2], 0, 1)
     half_w = _t1(0.1 * idn.ear_size * ctx.px * (0.7 + 1.6 * turn))
@@ -259,7 +267,8 @@ def _paint_ears(ctx: _Ctx) -> None:
       patch.blend(alpha, np.array(idn.skin) * [0.95, 0.86, 0.84], shade)
 
 
-def _capsule(x: np.ndarray, t: np.ndarray, x0: float, x1: float, t0: float, radius: float) -> np.ndarray:
+def _capsule(x: np.ndarray, t: np.ndarray, x0: float, x1: float, t0: float,
+             radius: float) -> np.ndarray:
   """Signed distance to a capsule along x from x0 to x1 at offset t0 (negative inside)."""
   dx = x - np.clip(x, x0, x1)
   dt = t - t0

@@ -56,7 +56,8 @@ def _background_shapes(rng: np.random.Generator, base: np.ndarray) -> np.ndarray
   return np.array(shapes, _F32)
 
 
-def _occluder(rng: np.random.Generator, num_frames: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+def _occluder(rng: np.random.Generator,
+              num_frames: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
   """Occluder kind, geometry, colour and slide-in curve (hand or bar entering the frame)."""
   if rng.random() > 0.18:
     return 0, np.zeros(6, _F32), np.zeros(3, _F32), np.zeros(num_frames, _F32)
