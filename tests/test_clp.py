@@ -13,8 +13,9 @@ from PIL import Image
 from configs import synthau_clp
 from data_pipeline.synthau.generator import CLIP_FACTORS
 from tests.helpers import cli_args
-from wsrtl_jax import (checkpointing, cli, clp_training, factor_probe, methods, parallel,
-                       pretrained, probes, training)
+from wsrtl_jax import (checkpointing, cli, factor_probe, methods, parallel, pretrained, probes,
+                       train_state)
+from wsrtl_jax.methods import clp as clp_method
 from data_pipeline.config_loading import load_config
 from data_pipeline.errors import UserError
 
@@ -23,7 +24,7 @@ def test_info_nce_is_cross_entropy_with_the_positive_first():
   q = jnp.array([[1.0, 0.0], [0.0, 1.0]])
   k = jnp.array([[1.0, 0.0], [1.0, 0.0]])
   queue = jnp.array([[0.0, 1.0], [-1.0, 0.0]])
-  loss, top1 = clp_training.info_nce(q, k, queue, 0.5)
+  loss, top1 = clp_method.info_nce(q, k, queue, 0.5)
   logits = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) / 0.5
   expected = -logits[:, 0] + np.log(np.exp(logits).sum(1))
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
@@ -34,14 +35,14 @@ def test_info_nce_with_clip_negatives_adds_the_other_frames_of_the_clip():
   q = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # One clip of two frames.
   k = jnp.array([[0.6, 0.8], [0.0, 1.0]])
   queue = jnp.array([[-1.0, 0.0]])
-  loss, top1 = clp_training.info_nce(q, k, queue, 0.5, group=2)
+  loss, top1 = clp_method.info_nce(q, k, queue, 0.5, group=2)
   # Row i: [q_i.k_0, q_i.k_1, q_i.queue]; the positive is k_i.
   logits = np.array([[0.6, 0.0, -1.0], [0.8, 1.0, 0.0]]) / 0.5
   expected = -logits[[0, 1], [0, 1]] + np.log(np.exp(logits).sum(1))
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
   assert top1.tolist() == [True, True]
   # The same frames as one-frame groups see only the queue.
-  alone, _ = clp_training.info_nce(q, k, queue, 0.5)
+  alone, _ = clp_method.info_nce(q, k, queue, 0.5)
   assert float(alone[0]) < float(loss[0])
 
 
@@ -50,7 +51,7 @@ def test_temporal_margin_asks_a_margin_per_frame_of_distance():
   in_order = jnp.array([[0.9, 0.7, 0.5]])  # Falls by 0.2 per frame: no violation.
   too_flat = jnp.array([[0.9, 0.85, 0.8]])  # Falls by 0.05 per frame.
   reversed_ = jnp.array([[0.5, 0.7, 0.9]])
-  violation, ordered = clp_training.temporal_margin(
+  violation, ordered = clp_method.temporal_margin(
       jnp.concatenate([in_order, too_flat, reversed_]), margin)
   # Pairs (0,1), (0,2), (1,2) ask for drops of 0.1, 0.2, 0.1.
   np.testing.assert_allclose(violation, [0.0, 0.05 + 0.1 + 0.05, 0.3 + 0.6 + 0.3], atol=1e-6)
@@ -61,11 +62,11 @@ def test_second_view_crops_and_resizes_back_and_is_the_image_at_full_scale():
   y, x = np.mgrid[0:16, 0:16].astype(np.float32)
   ramp = jnp.asarray(np.stack([x * 8 + y * 2] * 3, axis=-1)[None].repeat(2, axis=0))
   draw = jnp.array([[0.3, 0.5, 0.5, 0.9, 0.5, 0.5, 0.5]] * 2)  # No flip; mid jitter = none.
-  view = clp_training.second_view(ramp, draw, min_scale=1.0, jitter=0.4)
+  view = clp_method.second_view(ramp, draw, min_scale=1.0, jitter=0.4)
   np.testing.assert_allclose(view, ramp, atol=1e-3)
   # Half the side (scale draw 0 with min_scale 0.5), from (4, 4): output pixel i samples the
   # input at 4 + (i + 0.5) / 2 - 0.5; a ramp is resampled exactly away from the border.
-  half = clp_training.second_view(ramp, draw.at[:, 0].set(0.0), min_scale=0.5, jitter=0.4)
+  half = clp_method.second_view(ramp, draw.at[:, 0].set(0.0), min_scale=0.5, jitter=0.4)
   source = 4 + (np.arange(16) + 0.5) / 2 - 0.5
   expected = source[None, :] * 8 + source[:, None] * 2
   np.testing.assert_allclose(half[0, 2:-2, 2:-2, 0], expected[2:-2, 2:-2], atol=1e-3)
@@ -96,7 +97,7 @@ def run_steps(config, num_devices, num_steps=2):
   initial = jax.device_get(state)
   mesh = parallel.make_mesh(num_devices)
   step = parallel.shard_step(
-      methods.make_step(config, model, optimizer, training.learning_rate_schedule(config), None),
+      methods.make_step(config, model, optimizer, train_state.learning_rate_schedule(config), None),
       mesh)
   state = parallel.replicate(initial, mesh)
   history = []
@@ -136,7 +137,7 @@ def test_cir_takes_the_appearance_from_the_identity_face_and_learns_to_move_it()
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   rng = np.random.default_rng(0)
   faces = jnp.asarray(rng.integers(0, 256, (2, 2, 32, 32, 3)), jnp.float32)
-  samples = clp_training.make_swap_fn(model)(variables, faces)
+  samples = clp_method.make_swap_fn(model)(variables, faces)
   half = np.asarray(faces).reshape(2, 2, 16, 2, 16, 2, 3).mean(axis=(3, 5))
   # The move starts as the identity warp: "AU of A, identity of B" is B's face, pixel for pixel.
   np.testing.assert_allclose(samples["swapped"], half[:, ::-1], atol=1e-3)
@@ -144,7 +145,7 @@ def test_cir_takes_the_appearance_from_the_identity_face_and_learns_to_move_it()
   _, history, trained = run_steps(config, 1, num_steps=3)
   assert history[-1]["cir_explained"] != 0.0  # Training moved the pixels.
   variables = {"params": trained.params, "batch_stats": trained.batch_stats}
-  moved = clp_training.make_swap_fn(model)(variables, faces)["swapped"]
+  moved = clp_method.make_swap_fn(model)(variables, faces)["swapped"]
   assert np.abs(np.asarray(moved) - half[:, ::-1]).max() > 1e-2
 
 
@@ -237,7 +238,7 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
 
 def test_checkpoints_of_states_without_the_optional_parts_restore(tmp_path):
   """Releases before CLP saved the whole state, its unused teacher and queue as None."""
-  state = training.TrainState(step=jnp.array(3, jnp.int32), params={"w": jnp.arange(3.0)},
+  state = train_state.TrainState(step=jnp.array(3, jnp.int32), params={"w": jnp.arange(3.0)},
                               batch_stats={"m": jnp.ones(2)}, opt_state={"mu": jnp.zeros(3)})
   manager = checkpointing.checkpoint_manager(str(tmp_path / "old"), 2, scored=False)
   manager.save(3, args=ocp.args.StandardSave(state))  # The earlier format.

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from wsrtl_jax import evaluation, losses
+from wsrtl_jax import losses, metrics
 
 
 def test_weighted_bce_masks_unknown_labels_and_weights_aus():
@@ -25,7 +25,7 @@ def test_inverse_positive_rate_weights():
 def test_au_metrics_hand_computed():
   labels = np.array([[1, 0], [1, 1], [0, 1], [0, -1]])
   probs = np.array([[0.9, 0.2], [0.4, 0.7], [0.6, 0.1], [0.1, 0.9]])
-  m = evaluation.au_metrics(probs, labels, aus=(1, 2))
+  m = metrics.au_metrics(probs, labels, aus=(1, 2))
   # AU1: TP=1 FP=1 FN=1 -> F1 0.5. AU2 (3 known): TP=1 FP=0 FN=1 -> F1 2/3.
   assert m["per_au_f1"] == pytest.approx({"AU1": 0.5, "AU2": 2 / 3})
   assert m["avg_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
@@ -36,14 +36,14 @@ def test_au_metrics_hand_computed():
 
 
 def test_auc_undefined_without_positives_is_null_and_left_out():
-  m = evaluation.au_metrics(np.array([[0.2, 0.9], [0.3, 0.1]]), np.array([[0, 1], [0, 0]]),
+  m = metrics.au_metrics(np.array([[0.2, 0.9], [0.3, 0.1]]), np.array([[0, 1], [0, 0]]),
                             aus=(1, 2))
   assert m["per_au_auc"]["AU1"] is None
   assert m["auc"] == pytest.approx(1.0)
 
 
 def test_table_has_one_row_per_method_and_the_average_last():
-  table = evaluation.format_f1_table({"ours": {"AU1": 0.5, "AU2": 0.7}}, aus=(1, 2))
+  table = metrics.format_f1_table({"ours": {"AU1": 0.5, "AU2": 0.7}}, aus=(1, 2))
   header, _, row = table.splitlines()
   assert header.split()[-1] == "avg" and row.split()[0] == "ours"
   assert row.split()[1:] == ["50.0", "70.0", "60.0"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from configs import synthau_supervised
-from wsrtl_jax import models, parallel, training
+from wsrtl_jax import models, parallel, train_state
+from wsrtl_jax.methods import supervised
 
 NUM_AUS = 5
 
@@ -21,12 +22,12 @@ def tiny_config():
 
 def make_step_and_state(config):
   model = models.build_model(config, NUM_AUS)
-  optimizer = training.make_optimizer(config)
-  step = training.make_train_step(model, optimizer, training.learning_rate_schedule(config),
-                                  np.linspace(0.5, 1.5, NUM_AUS).astype(np.float32),
-                                  config.data.image_size)
+  optimizer = train_state.make_optimizer(config)
+  step = supervised.make_train_step(model, optimizer, train_state.learning_rate_schedule(config),
+                                    np.linspace(0.5, 1.5, NUM_AUS).astype(np.float32),
+                                    config.data.image_size)
   size = config.data.image_size
-  state = training.init_train_state(model, optimizer, (size, size, 3), config.seed)
+  state = train_state.init_train_state(model, optimizer, (size, size, 3), config.seed)
   return step, state
 
 

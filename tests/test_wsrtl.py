@@ -11,7 +11,8 @@ from PIL import Image
 from configs import synthau_wsrtl
 from data_pipeline.au_sets import CENTRE_AUS, aus_of
 from tests.helpers import ROOT, cli_args, run_cli
-from wsrtl_jax import bench, methods, models, parallel, training, wsrtl_training
+from wsrtl_jax import bench, evaluate, methods, models, parallel, train_state
+from wsrtl_jax.methods import wsrtl as wsrtl_method
 from data_pipeline.config_loading import load_config
 from wsrtl_jax.logging_utils import read_jsonl
 from wsrtl_jax.models.wsrtl import tent_weights
@@ -35,7 +36,7 @@ def test_region_mask_covers_both_centres_of_the_chosen_aus_only():
   centres = np.stack([np.stack([[10.0, 40.0], [y, y]], -1) for y in rows])  # [A, 2, 2]
   centres = jnp.asarray(np.repeat(centres[None], b, axis=0))
   scores = jax.random.uniform(jax.random.key(0), (b, a))
-  mask = np.asarray(wsrtl_training.region_mask(scores, centres, 2, side, size))
+  mask = np.asarray(wsrtl_method.region_mask(scores, centres, 2, side, size))
   covered = np.array([[[mask[n, int(y), int(x)] for x, y in np.asarray(centres[n, i])]
                        for i in range(a)] for n in range(b)])  # [B, A, 2]
   assert (covered.all(-1) == covered.any(-1)).all()  # An AU is masked at both centres or none.
@@ -53,7 +54,7 @@ def test_flow_target_of_a_shift_is_the_shift_in_cells():
   image = photo()
   pair = np.stack([image[4:-4, 4:-4], image[4:-4, 2:-6]])[None]  # Content moves 2 px right.
   config = synthau_wsrtl.get_config().wsrtl.flow
-  target = np.asarray(wsrtl_training.flow_target(jnp.asarray(pair), 4, config))
+  target = np.asarray(wsrtl_method.flow_target(jnp.asarray(pair), 4, config))
   assert target.shape == (1, 16, 16, 2)
   np.testing.assert_allclose(np.median(target[0, 3:-3, 3:-3], axis=(0, 1)), [0.5, 0.0],
                              atol=0.05)
@@ -61,7 +62,7 @@ def test_flow_target_of_a_shift_is_the_shift_in_cells():
 
 def test_face_region_is_the_widened_landmark_box_in_cells():
   landmarks = jnp.asarray([[[20.0, 24.0], [43.0, 47.0]]])  # A 23 x 23 px box.
-  region = np.asarray(wsrtl_training.face_region(landmarks, 64, 4, margin=0.1))
+  region = np.asarray(wsrtl_method.face_region(landmarks, 64, 4, margin=0.1))
   rows, cols = np.flatnonzero(region[0].any(1)), np.flatnonzero(region[0].any(0))
   # Cell centres 4j + 1.5 inside x [17.7, 45.3], y [19.4, 49.3].
   assert (cols.min(), cols.max()) == (5, 10) and (rows.min(), rows.max()) == (5, 11)
@@ -69,7 +70,7 @@ def test_face_region_is_the_widened_landmark_box_in_cells():
 
 def test_pseudo_labels_keep_only_confident_teacher_probabilities():
   probs = jnp.array([[0.95, 0.5, 0.05, 0.8, 0.2]])
-  assert wsrtl_training.pseudo_labels(probs, 0.8, 0.2).tolist() == [[1, -1, 0, -1, -1]]
+  assert wsrtl_method.pseudo_labels(probs, 0.8, 0.2).tolist() == [[1, -1, 0, -1, -1]]
 
 
 def tiny_config(**weights):
@@ -85,9 +86,9 @@ def tiny_config(**weights):
 
 def run_steps(config, num_devices, num_steps=2):
   model, optimizer, state = methods.create(config, NUM_AUS)
-  step = wsrtl_training.make_train_step(model, optimizer,
-                                        training.learning_rate_schedule(config),
-                                        jnp.linspace(0.5, 1.5, NUM_AUS), config)
+  step = wsrtl_method.make_train_step(model, optimizer,
+                                      train_state.learning_rate_schedule(config),
+                                      jnp.linspace(0.5, 1.5, NUM_AUS), config)
   mesh = parallel.make_mesh(num_devices)
   sharded = parallel.shard_step(step, mesh)
   state = parallel.replicate(state, mesh)
@@ -134,7 +135,7 @@ def test_teacher_is_the_ema_of_the_student(full_runs):
 
 def test_all_off_trains_on_labelled_frames_alone():
   config = tiny_config(inpainting=0.0, flow=0.0, semi=0.0)
-  assert not wsrtl_training.uses_pairs(config)
+  assert not wsrtl_method.uses_pairs(config)
   history, _ = run_steps(config, 1, num_steps=1)
   metrics = history[0][1]
   assert {k for k in metrics if k.startswith("loss")} == {"loss", "loss_au"}
@@ -144,7 +145,7 @@ def test_all_off_trains_on_labelled_frames_alone():
 def test_inference_needs_only_intact_faces_and_centres():
   config = tiny_config()
   model, _, state = methods.create(config, NUM_AUS)
-  predict = training.make_predict_fn(model, config.data.image_size)
+  predict = evaluate.make_predict_fn(model, config.data.image_size)
   batch = bench.synthetic_batch(config, NUM_AUS)["labelled"]
   probs = np.asarray(predict(state, batch["image"], batch["au_centres"]))
   assert probs.shape == (8, NUM_AUS) and ((probs > 0) & (probs < 1)).all()
@@ -158,7 +159,7 @@ def test_configs_name_a_method_and_a_model_that_exist(name):
   methods.check_method(config)
   aus = aus_of(config.data.name)
   model = models.build_model(config, len(aus))
-  if methods.is_wsrtl(config):
+  if methods.method_of(config) == "wsrtl":
     assert [CENTRE_AUS[i] for i in model.token_aus] == list(aus)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import pathlib
 import subprocess
@@ -13,10 +14,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jax.sharding import PartitionSpec as P
-
-from data_pipeline.au_sets import CENTRE_AUS, aus_of
-from wsrtl_jax import image_ops, methods, parallel, training, wsrtl_training
+from data_pipeline.au_sets import aus_of
+from wsrtl_jax import methods, parallel, train_state
 from data_pipeline.errors import UserError
 
 # Dense peak FLOP/s per device for the compute dtype (bfloat16; float32 uses TF32 on NVIDIA).
@@ -48,32 +47,10 @@ def _flops(compiled) -> float:
   return float(analysis.get("flops", 0.0))
 
 
-def _synthetic_frames(rng: np.random.Generator, shape: tuple[int, ...], size: int) -> dict:
-  """Random uint8 crops `shape` + [size, size, 3] with a flip, a colour jitter, AU centres and
-  landmarks inside the image, as the pipeline ships them (crop 224 of 256, no resize)."""
-  b = shape[0]
-  return {"image": rng.integers(0, 256, (*shape, size, size, 3), dtype=np.uint8),
-          "flip": np.arange(b) % 2 == 0,
-          "jitter": np.tile(np.float32([10.0, 1.1, 0.9]), (b, 1)),
-          "au_centres": rng.uniform(0.2, 0.8, (*shape, len(CENTRE_AUS), 2, 2)).astype(
-              np.float32) * size,
-          "landmarks": rng.uniform(0.2, 0.8, (*shape, 68, 2)).astype(np.float32) * size}
-
-
 def synthetic_batch(config: ml_collections.ConfigDict, num_aus: int, seed: int = 0) -> dict:
   """A host batch of the shapes `config.method`'s step consumes."""
-  rng = np.random.default_rng(seed)
-  size, b = config.data.image_size, config.global_batch_size
-  if methods.is_pretraining(config):  # Cross-identity units: 2 clips of clip_length frames.
-    units = _synthetic_frames(rng, (b, 2, config.data.clip_length), size)
-    return {"image": units["image"], "flip": rng.random((b, 2)) < 0.5,
-            "jitter": np.tile(np.float32([10.0, 1.1, 0.9]), (b, 2, 1))}
-  labelled = _synthetic_frames(rng, (b,), size)
-  labelled["label"] = rng.integers(0, 2, (b, num_aus), dtype=np.int32)
-  if not methods.is_wsrtl(config):
-    return labelled
-  return {"labelled": labelled,
-          "pairs": _synthetic_frames(rng, (config.wsrtl.pairs_batch_size, 2), size)}
+  return methods.get_method(config).synthetic_batch(config, num_aus,
+                                                    np.random.default_rng(seed))
 
 
 def _time(fn, args, steps: int, warmup: int) -> float:
@@ -88,29 +65,15 @@ def _time(fn, args, steps: int, warmup: int) -> float:
   return (time.perf_counter() - t0) / steps
 
 
-def flow_target_seconds(config: ml_collections.ConfigDict, pairs: dict, mesh, steps: int,
-                        warmup: int) -> float:
-  """Seconds per batch of the WSRTL flow targets alone (finishing the pairs and TV-L1), on the
-  same devices and shards as the step."""
-  size = config.data.image_size
-
-  def targets(p):
-    frames = image_ops.finish_images(p["image"], p["flip"], p["jitter"], size)
-    return wsrtl_training.flow_target(frames, 4, config.wsrtl.flow)
-
-  fn = jax.jit(jax.shard_map(targets, mesh=mesh, in_specs=P(parallel.AXIS),
-                             out_specs=P(parallel.AXIS)))
-  return _time(fn, (pairs,), steps, warmup)
-
-
 def _step_state_batch(config: ml_collections.ConfigDict, mesh) -> tuple:
   """The sharded train step of `config.method` on `mesh`, its state and a synthetic batch."""
-  # Pretraining reads no labels (and its unlabelled corpora name no AUs).
-  num_aus = 0 if methods.is_pretraining(config) else len(aus_of(config.data.name))
-  model, optimizer, state = methods.create(config, num_aus)
-  schedule = training.learning_rate_schedule(config)
+  method = methods.get_method(config)
+  # A method without labels reads none (and its unlabelled corpora name no AUs).
+  num_aus = len(aus_of(config.data.name)) if method.has_labels else 0
+  model, optimizer, state = method.create(config, num_aus)
+  schedule = train_state.learning_rate_schedule(config)
   step = parallel.shard_step(
-      methods.make_step(config, model, optimizer, schedule, jnp.ones(num_aus)), mesh)
+      method.make_step(config, model, optimizer, schedule, jnp.ones(num_aus)), mesh)
   batch = parallel.to_global_batch(synthetic_batch(config, num_aus, config.seed), mesh)
   return step, parallel.replicate(state, mesh), batch
 
@@ -120,9 +83,10 @@ def cpu_flops_per_image(config: ml_collections.ConfigDict, devices: int) -> floa
   the arithmetic is the backend's own, but GPU cost analysis leaves out the convolutions that
   cuDNN runs (0.4 GFLOP per ResNet-50 image at 224 on an H100, against 24 on CPU)."""
   share = config.copy_and_resolve_references()
-  share.global_batch_size //= devices
-  if methods.is_wsrtl(config):
-    share.wsrtl.pairs_batch_size //= devices
+  for key in methods.get_method(config).batch_keys:
+    *parents, leaf = key.split(".")
+    node = functools.reduce(lambda c, name: c[name], parents, share)
+    node[leaf] //= devices
   mesh = jax.make_mesh((1,), (parallel.AXIS,), devices=jax.local_devices(backend="cpu")[:1])
   step, state, batch = _step_state_batch(share, mesh)
   return _flops(step.lower(state, batch).compile()) / methods.images_per_step(share)
@@ -169,9 +133,8 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
       "mfu": round(flops_per_image * per_device / peak, 4) if peak else None,
       "peak_memory_bytes": memory,  # None where the backend does not report it (CPU).
   }
-  if methods.is_wsrtl(config) and config.wsrtl.flow.weight > 0:
-    flow_s = flow_target_seconds(config, batch["pairs"], mesh, steps, warmup)
-    result.update(flow_target_ms=round(1e3 * flow_s, 3), flow_share=round(flow_s / step_s, 4))
+  timer = lambda fn, args: _time(fn, args, steps, warmup)
+  result.update(methods.get_method(config).bench_extras(config, batch, mesh, step_s, timer))
   return result
 
 

@@ -118,8 +118,8 @@ def run(argv: list[str]) -> None:
   elif args.command == "evaluate":
     workdir = _require_workdir(args)
     config = override_config(saved_config(workdir), overrides)
-    from wsrtl_jax import train
-    train.evaluate_checkpoint(config, workdir, args.split, step=args.step)
+    from wsrtl_jax import evaluate
+    evaluate.evaluate_checkpoint(config, workdir, args.split, step=args.step)
   elif args.command == "linear_eval":
     config = _config(args, overrides)
     if "linear" not in config:

@@ -20,7 +20,8 @@ import numpy as np
 
 from data_pipeline import alignment, augment, input_pipeline
 from data_pipeline.synthau import generator
-from wsrtl_jax import parallel, plots, pretrained, training
+from wsrtl_jax import parallel, plots, pretrained
+from wsrtl_jax.evaluate import make_predict_fn
 from data_pipeline.errors import UserError
 
 
@@ -45,7 +46,7 @@ def factor_probe(workdir: str, num_clips: int = 24, random_init: bool = False,
   frame, crop, size = (store.image_size, augment.crop_size(store.image_size, config.data),
                        config.data.image_size)
   top = (frame - crop) // 2
-  predict = training.make_predict_fn(model, size, output=lambda x: x)
+  predict = make_predict_fn(model, size, output=lambda x: x)
   state = parallel.replicate(state, parallel.make_mesh(1))
   result = {"workdir": os.path.abspath(workdir), "step": step, "random_init": random_init,
             "clips": len(subjects), "frames": store.frames_per_clip, "factors": {}}

@@ -18,10 +18,9 @@ import numpy as np
 import optax
 
 from data_pipeline import input_pipeline
-from wsrtl_jax import (evaluation, losses, methods, parallel, plots, pretrained, probes,
-                       training)
+from wsrtl_jax import losses, methods, metrics, parallel, plots, pretrained, probes
 from data_pipeline.errors import UserError
-from wsrtl_jax.train import gather_split
+from wsrtl_jax.evaluate import gather_split, make_predict_fn
 
 def _last_stage(module, images, train):
   return module.backbone(images, train=train)[-1].astype(jnp.float32)
@@ -83,8 +82,8 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
   builder = input_pipeline.load_builder(config)
   splits = input_pipeline.fold_splits(config, builder)
   state = parallel.replicate(state, mesh)
-  extract = training.make_predict_fn(model, config.data.image_size, output=lambda x: x,
-                                     method=FEATURES[config.linear.feature])
+  extract = make_predict_fn(model, config.data.image_size, output=lambda x: x,
+                            method=FEATURES[config.linear.feature])
   gather = lambda which, **kw: gather_split(extract, state, config, builder, splits, which, mesh,
                                             **kw)
   train, val, test = (gather("train", labelled_only=True), gather("validation"), gather("test"))
@@ -101,17 +100,17 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
     return loss_sum / jnp.maximum(count, 1.0)
 
   probability = lambda probe, x: 1.0 / (1.0 + np.exp(-probe(x)))
-  f1 = lambda probe: evaluation.au_metrics(probability(probe, val["output"]), val["label"],
-                                           splits.aus, config.eval.threshold)["avg_f1"]
+  f1 = lambda probe: metrics.au_metrics(probability(probe, val["output"]), val["label"],
+                                        splits.aus, config.eval.threshold)["avg_f1"]
   l = config.linear
   probe, history = probes.fit_probe(train["output"], train["label"], loss, len(splits.aus),
                                     steps=l.steps, learning_rate=l.learning_rate,
                                     batch_size=l.batch_size, seed=config.seed, score=f1,
                                     score_every=l.score_every)
-  result = evaluation.au_metrics(probability(probe, test["output"]), test["label"], splits.aus,
-                                 config.eval.threshold)
-  result["chance_all_positive"] = evaluation.all_positive_f1(test["label"],
-                                                             splits.aus)["per_au_f1"]
+  result = metrics.au_metrics(probability(probe, test["output"]), test["label"], splits.aus,
+                              config.eval.threshold)
+  result["chance_all_positive"] = metrics.all_positive_f1(test["label"],
+                                                          splits.aus)["per_au_f1"]
   best_step, best_f1 = max(history, key=lambda h: h[1])
   result.update(
       split="test", dataset=config.data.name, fold=config.data.fold, step=best_step,
@@ -130,7 +129,7 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
     print(f"\n{config.data.name} fold {config.data.fold}, test split ({result['num_frames']} "
           f"frames), linear probe on the frozen {config.linear.feature} ({source}), probe step "
           f"{best_step} (best on validation):")
-    print(evaluation.format_f1_table(
+    print(metrics.format_f1_table(
         {f"linear ({method_name})": result["per_au_f1"],
          "all-positive (chance)": result["chance_all_positive"]}, splits.aus))
     ident = result["identity_probe"]

@@ -41,6 +41,14 @@ def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
   return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
+def local_batch_size(global_size: int, name: str, mesh: jax.sharding.Mesh) -> int:
+  """This host's share of the global batch `name` of `global_size` units; UserError unless it
+  splits evenly over the mesh's devices."""
+  if global_size % mesh.size:
+    raise UserError(f"{name}={global_size} does not split evenly over {mesh.size} devices")
+  return global_size // jax.process_count()
+
+
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(AXIS))
 

@@ -11,7 +11,7 @@ from data_pipeline.au_sets import aus_of
 from wsrtl_jax import checkpointing, methods
 from data_pipeline.config_loading import saved_config
 from data_pipeline.errors import UserError
-from wsrtl_jax.training import TrainState
+from wsrtl_jax.train_state import TrainState
 
 
 def load_run(workdir: str, restore: bool = True
@@ -20,11 +20,11 @@ def load_run(workdir: str, restore: bool = True
   host; with `restore=False` the same model freshly initialised (step 0), for random-init
   baselines of the same architecture."""
   config = saved_config(workdir)
-  model, _, state = methods.create(config, len(aus_of(config.data.name)))
+  method = methods.get_method(config)
+  model, _, state = method.create(config, len(aus_of(config.data.name)))
   if not restore:
     return config, model, state, 0
-  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints,
-                                             not methods.is_pretraining(config))
+  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints, method.has_labels)
   step = manager.latest_step()
   if step is None:
     raise UserError(f"no checkpoint in '{workdir}/checkpoints'; pretrain first")

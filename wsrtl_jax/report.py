@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from wsrtl_jax import evaluation
+from wsrtl_jax import metrics
 from data_pipeline.errors import UserError
 
 # What an eval.json must hold to be reported.
@@ -116,7 +116,7 @@ def format_report(results: dict[str, dict]) -> str:
   accuracy of each."""
   rows = {name: r["per_au_f1"] for name, r in results.items()}
   rows["all-positive (chance)"] = next(iter(results.values()))["chance_all_positive"]
-  lines = [evaluation.format_f1_table(rows, _aus(results)), ""]
+  lines = [metrics.format_f1_table(rows, _aus(results)), ""]
   width = max(len(n) for n in results)
   for name, r in results.items():
     identity = (f"  identity probe {_identity(r)} (chance "

@@ -1,38 +1,36 @@
-"""Models, picked by name from the config (`model.name`)."""
+"""Models, looked up by the config's `model.name`: the modules of this package with a
+`build(config, num_aus, backbone, dtype)` (`au_detector`, `wsrtl`, `clp`), or another added with
+`register(name, build)`. Every model shares the configured ResNet backbone."""
 from __future__ import annotations
+
+import importlib
+from typing import Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from data_pipeline.au_sets import CENTRE_AUS, aus_of
 from data_pipeline.errors import UserError
 from wsrtl_jax.models.resnet import BACKBONES, ResNet
-from wsrtl_jax.models.clp import CLPNet
-from wsrtl_jax.models.wsrtl import WSRTLNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-MODELS = ("au_detector", "wsrtl", "clp")
+BUILT_IN = ("au_detector", "wsrtl", "clp")
+_REGISTERED: dict[str, Callable[..., nn.Module]] = {}
 
 
-class AUDetector(nn.Module):
-  """Backbone + AU head: globally pooled last-stage feature, one logit per AU."""
-  backbone: nn.Module
-  num_aus: int
+def register(name: str, build: Callable[..., nn.Module]) -> None:
+  """Makes `build(config, num_aus, backbone, dtype)` available as `model.name=name`."""
+  _REGISTERED[name] = build
 
-  @nn.compact
-  def __call__(self, images: jnp.ndarray, au_centres: jnp.ndarray | None = None,
-               train: bool = False) -> jnp.ndarray:
-    """AU logits; `au_centres` is not used (the interface is WSRTLNet's)."""
-    feature = self.backbone(images, train=train)[-1]
-    pooled = jnp.mean(feature.astype(jnp.float32), axis=(1, 2))
-    return nn.Dense(self.num_aus, dtype=jnp.float32, name="au_head")(pooled)
+
+def _names() -> list[str]:
+  return list(BUILT_IN) + [n for n in _REGISTERED if n not in BUILT_IN]
 
 
 def check_model_config(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming a model, backbone or dtype that does not exist."""
-  for key, known in (("name", MODELS), ("backbone", BACKBONES), ("dtype", DTYPES)):
-    value = config.model.get(key, MODELS[0])
+  for key, known in (("name", _names()), ("backbone", BACKBONES), ("dtype", DTYPES)):
+    value = config.model.get(key, BUILT_IN[0])
     if value not in known:
       raise UserError(f"unknown model.{key} '{value}'; choose one of {', '.join(known)}")
 
@@ -44,20 +42,7 @@ def build_model(config: ml_collections.ConfigDict, num_aus: int,
   dtype = DTYPES[config.model.dtype]
   backbone = ResNet(**BACKBONES[config.model.backbone], width=config.model.width,
                     dtype=dtype, bn_axis_name=bn_axis_name)
-  name = config.model.get("name", MODELS[0])
-  if name == "au_detector":
-    return AUDetector(backbone=backbone, num_aus=num_aus)
-  if name == "clp":
-    return CLPNet(backbone=backbone, code_dim=config.model.code_dim,
-                  image_size=config.data.image_size, dtype=dtype)
-  aus = aus_of(config.data.name)
-  if len(aus) != num_aus or any(au not in CENTRE_AUS for au in aus):
-    raise UserError(f"model.name=wsrtl needs an AU centre for every AU of {config.data.name} "
-                    f"{aus}; centres exist for {CENTRE_AUS}")
-  m = config.model
-  return WSRTLNet(backbone=backbone, num_aus=num_aus,
-                  token_aus=tuple(CENTRE_AUS.index(au) for au in aus),
-                  token_stage=m.token_stage, token_dim=m.token_dim,
-                  relation_layers=m.relation_layers, relation_heads=m.relation_heads,
-                  inpaint_upsamples=m.inpaint_upsamples,
-                  dtype=dtype)
+  name = config.model.get("name", BUILT_IN[0])
+  if name not in _REGISTERED:
+    register(name, importlib.import_module(f"wsrtl_jax.models.{name}").build)
+  return _REGISTERED[name](config, num_aus, backbone, dtype)

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from wsrtl_jax import flow
 from wsrtl_jax.batch_ops import pool_to, upsample_nearest
@@ -89,3 +90,10 @@ class CLPNet(nn.Module):
     au_code = self(images, train=train)
     half = pool_to(normalize_image(images, jnp.float32), self.image_size // 2)
     return {"au_code": au_code, "reconstruction": self.decode(au_code, half, au_code)}
+
+
+def build(config: ml_collections.ConfigDict, num_aus: int, backbone: nn.Module,
+          dtype) -> CLPNet:
+  """CLPNet with `model.code_dim` (it reads no AU labels: `num_aus` is not used)."""
+  return CLPNet(backbone=backbone, code_dim=config.model.code_dim,
+                image_size=config.data.image_size, dtype=dtype)

@@ -16,7 +16,10 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 
+from data_pipeline.au_sets import CENTRE_AUS, aus_of
+from data_pipeline.errors import UserError
 from wsrtl_jax.batch_ops import upsample_nearest
 from wsrtl_jax.models.resnet import IMAGE_MEAN, IMAGE_STD
 
@@ -157,3 +160,18 @@ class WSRTLNet(nn.Module):
 def denormalize(pixels: jnp.ndarray) -> jnp.ndarray:
   """The decoder's normalised pixels -> 0-255 images."""
   return jnp.clip(pixels * IMAGE_STD + IMAGE_MEAN, 0.0, 255.0)
+
+
+def build(config: ml_collections.ConfigDict, num_aus: int, backbone: nn.Module,
+          dtype) -> WSRTLNet:
+  """WSRTLNet with a token for every AU of `data.name`; UserError where an AU has no centre."""
+  aus = aus_of(config.data.name)
+  if len(aus) != num_aus or any(au not in CENTRE_AUS for au in aus):
+    raise UserError(f"model.name=wsrtl needs an AU centre for every AU of {config.data.name} "
+                    f"{aus}; centres exist for {CENTRE_AUS}")
+  m = config.model
+  return WSRTLNet(backbone=backbone, num_aus=num_aus,
+                  token_aus=tuple(CENTRE_AUS.index(au) for au in aus),
+                  token_stage=m.token_stage, token_dim=m.token_dim,
+                  relation_layers=m.relation_layers, relation_heads=m.relation_heads,
+                  inpaint_upsamples=m.inpaint_upsamples, dtype=dtype)

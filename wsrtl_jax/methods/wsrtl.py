@@ -1,4 +1,4 @@
-"""The per-device WSRTL train step: AU loss on labelled frames, and on unlabelled frame pairs RoI
+"""The WSRTL method. Its per-device train step: AU loss on labelled frames, and on unlabelled frame pairs RoI
 inpainting, single-image flow and mean-teacher semi-supervision, each switched on by a weight
 above zero in `config.wsrtl` (so that ablations are config overrides).
 
@@ -10,20 +10,27 @@ view). Flow targets come from the intact pairs, inside the step (wsrtl_jax.flow)
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+import os
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from data_pipeline.augment_params import jitter_bounds
-from wsrtl_jax import flow, image_ops, losses
+from wsrtl_jax import flow, image_ops, losses, parallel, plots, train_state
 from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
+from wsrtl_jax.methods import Method, needs_section, supervised
 from wsrtl_jax.models.resnet import IMAGE_MEAN, normalize_image
 from wsrtl_jax.models.wsrtl import denormalize
 from wsrtl_jax.parallel import AXIS
-from wsrtl_jax.training import TrainState
+from wsrtl_jax.train_state import TrainState
+
+PAIR_KEYS = ("image", "flip", "jitter", "au_centres", "landmarks")
 
 
 def region_mask(scores: jnp.ndarray, centres: jnp.ndarray, num_masked: int, side: float,
@@ -85,7 +92,7 @@ def uses_pairs(config: ml_collections.ConfigDict) -> bool:
 def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule,
                     au_weights: jnp.ndarray, config: ml_collections.ConfigDict) -> Callable:
   """Per-device WSRTL step over {"labelled": frames, "pairs": unlabelled frame pairs}; reduces
-  over the mesh axis `data` like training.make_train_step."""
+  over the mesh axis `data` like supervised.make_train_step."""
   w, size = config.wsrtl, config.data.image_size
   inpaint, predict_flow, semi = (w.inpainting.weight > 0, w.flow.weight > 0, w.semi.weight > 0)
   unlabelled = uses_pairs(config)
@@ -195,3 +202,83 @@ def make_sample_fn(model, config: ml_collections.ConfigDict) -> Callable:
             "target_flow": flow_target(frames, 4, w.flow), "predicted_flow": out["flow"]}
 
   return sample
+
+
+def create(config: ml_collections.ConfigDict, num_aus: int):
+  """The WSRTL network, its optimiser and state, with a mean teacher where the semi-supervised
+  loss is on."""
+  return train_state.create(config, num_aus, teacher=config.wsrtl.semi.weight > 0)
+
+
+def train_inputs(config: ml_collections.ConfigDict, data, builder, splits, mesh,
+                 start: int) -> Iterator[dict]:
+  """{"labelled": frames, "pairs": unlabelled frame pairs (t, t + data.pair_gap)} from step
+  `start`; the pairs carry their cached flow where `data.flow_cache` names one."""
+  labelled = supervised.labelled_inputs(config, data, builder, splits, mesh, start)
+  local_pairs = parallel.local_batch_size(config.wsrtl.pairs_batch_size,
+                                          "wsrtl.pairs_batch_size", mesh)
+  pairs = data.train_stream(config, builder, splits, "pairs", local_pairs, start)
+  keys = PAIR_KEYS + (("flow",) if config.data.get("flow_cache") else ())
+  return ({"labelled": lab, "pairs": {k: p[k] for k in keys}} for lab, p in zip(labelled, pairs))
+
+
+def synthetic_batch(config: ml_collections.ConfigDict, num_aus: int,
+                    rng: np.random.Generator) -> dict:
+  labelled = supervised.synthetic_labelled(config, num_aus, rng)
+  return {"labelled": labelled,
+          "pairs": supervised.synthetic_frames(rng, (config.wsrtl.pairs_batch_size, 2),
+                                               config.data.image_size)}
+
+
+def images_per_step(config: ml_collections.ConfigDict) -> int:
+  """The labelled batch and, where a loss uses them, the pairs' first frames."""
+  return config.global_batch_size + (config.wsrtl.pairs_batch_size if uses_pairs(config) else 0)
+
+
+def write_samples(config: ml_collections.ConfigDict, data, builder, splits, model,
+                  state: TrainState, workdir: str, num_frames: int = 6) -> str:
+  """`workdir/wsrtl_samples.png`: masked inputs, reconstructions, target and predicted flow of
+  the trained network on a few test-subject pairs."""
+  test_pairs = dataclasses.replace(splits, train=splits.test)
+  on_device = config.copy_and_resolve_references()
+  on_device.data.flow_cache = ""  # Targets computed here: a cache covers training pairs only.
+  pairs = next(data.train_stream(on_device, builder, test_pairs, "pairs", num_frames))
+  variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  sample = make_sample_fn(model, config)
+  out = jax.device_get(sample(variables, {k: pairs[k] for k in PAIR_KEYS},
+                              jax.random.key(config.seed)))
+  title = (f"WSRTL on {config.data.name} test subjects after {config.num_train_steps} steps "
+           f"(pairs t, t+{config.data.pair_gap}; flow at 1/4 resolution)")
+  return plots.plot_wsrtl_samples(out, os.path.join(workdir, "wsrtl_samples.png"), title)
+
+
+def bench_extras(config: ml_collections.ConfigDict, batch: dict, mesh, step_seconds: float,
+                 timer: Callable) -> dict:
+  """The flow targets alone (finishing the pairs and TV-L1), on the same devices and shards as
+  the step, and their share of it."""
+  if config.wsrtl.flow.weight <= 0:
+    return {}
+  size = config.data.image_size
+
+  def targets(p):
+    frames = image_ops.finish_images(p["image"], p["flip"], p["jitter"], size)
+    return flow_target(frames, 4, config.wsrtl.flow)
+
+  fn = jax.jit(jax.shard_map(targets, mesh=mesh, in_specs=P(AXIS), out_specs=P(AXIS)))
+  flow_s = timer(fn, (batch["pairs"],))
+  return {"flow_target_ms": round(1e3 * flow_s, 3), "flow_share": round(flow_s / step_seconds, 4)}
+
+
+METHOD = Method(
+    name="wsrtl",
+    create=create,
+    make_step=lambda config, model, optimizer, schedule, au_weights: make_train_step(
+        model, optimizer, schedule, au_weights, config),
+    train_inputs=train_inputs,
+    synthetic_batch=synthetic_batch,
+    images_per_step=images_per_step,
+    check_config=lambda config: needs_section(config, "configs/synthau_wsrtl.py"),
+    write_samples=write_samples,
+    batch_keys=("global_batch_size", "wsrtl.pairs_batch_size"),
+    bench_extras=bench_extras,
+)

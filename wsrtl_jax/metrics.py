@@ -1,4 +1,5 @@
-"""AU metrics over a whole test fold (DESIGN.md 5) and paper-style tables."""
+"""AU metrics over a whole test fold (per-AU F1 at a threshold, accuracy, AUC) and paper-style
+tables."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,4 +1,4 @@
-"""The per-device CLP pretraining step (no labels): MoCo v2 InfoNCE against a queue of momentum
+"""The CLP method. Its per-device pretraining step (no labels): MoCo v2 InfoNCE against a queue of momentum
 keys, temporal contrastive learning (TCL) within each clip, and cross-identity reconstruction
 (CIR), each switched on by a weight above zero in `config.clp` (so that ablations are config
 overrides; all three extra weights at 0 is plain MoCo v2 on the same frames).
@@ -17,7 +17,9 @@ has to say how the face is set.
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+import os
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +28,15 @@ import numpy as np
 import optax
 
 from data_pipeline.augment_params import jitter_bounds
-from wsrtl_jax import image_ops
+from wsrtl_jax import image_ops, parallel, plots, train_state
 from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
+from wsrtl_jax.methods import Method, needs_section, supervised
 from wsrtl_jax.models.resnet import normalize_image
 from wsrtl_jax.models.wsrtl import denormalize
 from wsrtl_jax.parallel import AXIS
-from wsrtl_jax.training import TrainState
+from wsrtl_jax.train_state import TrainState
+
+UNIT_KEYS = ("image", "flip", "jitter")
 
 
 def _normalize(x: jnp.ndarray) -> jnp.ndarray:
@@ -110,7 +115,7 @@ def temporal_margin(similarities: jnp.ndarray, margin: float) -> tuple[jnp.ndarr
 def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule,
                     config: ml_collections.ConfigDict) -> Callable:
   """Per-device CLP step over cross-identity units; reduces over the mesh axis `data` like
-  training.make_train_step, and enqueues the keys of every device."""
+  supervised.make_train_step, and enqueues the keys of every device."""
   c, size = config.clp, config.data.image_size
   tcl, rebuild, cycle = c.tcl.weight > 0, c.cir.weight > 0, c.cir.cycle_weight > 0
   half = size // 2
@@ -208,3 +213,59 @@ def make_swap_fn(model) -> Callable:
     return {"faces": faces, "own": own.reshape(shape), "swapped": mixed.reshape(shape)}
 
   return swap
+
+
+def create(config: ml_collections.ConfigDict, num_aus: int):
+  """The CLP network, its optimiser and state, with the momentum encoder and the queue."""
+  model, optimizer, state = train_state.create(config, num_aus, teacher=True)
+  return model, optimizer, state.replace(queue=initial_queue(config))
+
+
+def train_inputs(config: ml_collections.ConfigDict, data, builder, splits, mesh,
+                 start: int) -> Iterator[dict]:
+  """Cross-identity units (two clips of two people) from step `start`."""
+  local = parallel.local_batch_size(config.global_batch_size, "global_batch_size", mesh)
+  units = data.train_stream(config, builder, splits, "cross_identity", local, start)
+  return ({k: u[k] for k in UNIT_KEYS} for u in units)
+
+
+def synthetic_batch(config: ml_collections.ConfigDict, num_aus: int,
+                    rng: np.random.Generator) -> dict:
+  """Cross-identity units: 2 clips of clip_length frames."""
+  b = config.global_batch_size
+  units = supervised.synthetic_frames(rng, (b, 2, config.data.clip_length),
+                                      config.data.image_size)
+  return {"image": units["image"], "flip": rng.random((b, 2)) < 0.5,
+          "jitter": np.tile(np.float32([10.0, 1.1, 0.9]), (b, 2, 1))}
+
+
+def write_samples(config: ml_collections.ConfigDict, data, builder, splits, model,
+                  state: TrainState, workdir: str, num_pairs: int = 6) -> str:
+  """`workdir/cir_samples.png`: pairs of test subjects, each face rebuilt from its own codes and
+  from its AU code with the other person's identity code."""
+  test = dataclasses.replace(splits, train=splits.test)
+  units = next(data.train_stream(config, builder, test, "cross_identity", num_pairs))
+  size = config.data.image_size
+  anchors = units["image"][:, :, 0]  # [P, 2, C, C, 3]: each clip's first frame.
+  faces = image_ops.finish_images(anchors.reshape(2 * num_pairs, *anchors.shape[2:]),
+                                  units["flip"].reshape(-1), units["jitter"].reshape(-1, 3), size)
+  variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  out = jax.device_get(make_swap_fn(model)(variables,
+                                           faces.reshape(num_pairs, 2, size, size, 3)))
+  title = (f"CLP cross-identity reconstruction, {config.data.name} test subjects, after "
+           f"{config.num_train_steps} steps")
+  return plots.plot_cir_samples(out, os.path.join(workdir, "cir_samples.png"), title)
+
+
+METHOD = Method(
+    name="clp",
+    create=create,
+    make_step=lambda config, model, optimizer, schedule, au_weights: make_train_step(
+        model, optimizer, schedule, config),
+    train_inputs=train_inputs,
+    synthetic_batch=synthetic_batch,
+    images_per_step=lambda config: config.global_batch_size * 2 * config.data.clip_length,
+    has_labels=False,
+    check_config=lambda config: needs_section(config, "configs/synthau_clp.py"),
+    write_samples=write_samples,
+)
