@@ -3,7 +3,7 @@
 Numpy only. A clip is produced in four steps, each driven by its own deterministic RNG stream:
   1. AU intensities over time: overlapping expression events (smile, surprise, ...) with
      onset-apex-offset envelopes, so AUs co-occur and have imbalanced base rates like BP4D
-     (``timelines``; the person comes from ``identity``).
+     (``expressions``, ``timelines``; the person comes from ``identity``).
   2. Head pose over time (smooth yaw/pitch/roll, ``timelines``) and a nuisance ``Scene`` (light,
      background, camera jitter, gaze, blinks, occluder, sensor noise; ``scene``).
   3. 68 iBUG landmarks: a parametric 3-D face of the identity, deformed by the AUs, rotated and

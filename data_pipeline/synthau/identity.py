@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from data_pipeline.synthau.common import AUS, _COL, _rng
-from data_pipeline.synthau.timelines import _EVENTS
+from data_pipeline.synthau.expressions import _EVENTS
 
 _IDENTITY_TAG = 0x1D
 

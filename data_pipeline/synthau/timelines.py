@@ -2,44 +2,13 @@
 smooth head pose."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from data_pipeline.synthau.common import AUS, _COL
-
-if TYPE_CHECKING:
-  from data_pipeline.synthau.identity import Identity
+from data_pipeline.synthau.expressions import _EVENT_FRAMES, _EVENTS
+from data_pipeline.synthau.identity import Identity
 
 _F32 = np.float32
-
-
-# Expression events: name, expected starts per frame, {AU: (probability of taking part, weight
-# range)}. Rates were fitted so that occurrence base rates come out roughly like BP4D's.
-_EVENTS: tuple[tuple[str, float, dict[int, tuple[float, float, float]]], ...] = (
-    ("smile", 0.0400, {6: (0.85, 0.6, 1.0), 12: (1.0, 0.8, 1.0), 7: (0.6, 0.5, 0.9),
-                       10: (0.7, 0.5, 0.9), 25: (0.5, 0.5, 1.0), 14: (0.4, 0.4, 0.8),
-                       26: (0.1, 0.4, 0.8)}),
-    ("surprise", 0.0042, {1: (1.0, 0.8, 1.0), 2: (0.9, 0.7, 1.0), 25: (0.6, 0.6, 1.0),
-                          26: (0.45, 0.5, 1.0)}),
-    ("anger", 0.0050, {4: (1.0, 0.8, 1.0), 7: (0.8, 0.6, 1.0), 23: (0.6, 0.6, 1.0),
-                       24: (0.5, 0.6, 1.0), 17: (0.5, 0.5, 1.0), 10: (0.3, 0.4, 0.8)}),
-    ("sadness", 0.0030, {1: (0.85, 0.6, 1.0), 4: (0.8, 0.5, 0.9), 15: (0.9, 0.7, 1.0),
-                         17: (0.7, 0.5, 1.0), 14: (0.2, 0.4, 0.8)}),
-    ("disgust", 0.0030, {9: (1.0, 0.7, 1.0), 10: (1.0, 0.7, 1.0), 4: (0.5, 0.5, 0.9),
-                         7: (0.5, 0.5, 0.9), 17: (0.3, 0.4, 0.8), 25: (0.3, 0.5, 0.9)}),
-    ("depress", 0.0075, {15: (1.0, 0.8, 1.0), 17: (1.0, 0.7, 1.0), 24: (0.2, 0.4, 0.8)}),
-    ("press", 0.0045, {24: (1.0, 0.8, 1.0), 17: (0.7, 0.5, 1.0), 23: (0.5, 0.5, 1.0),
-                       14: (0.25, 0.4, 0.8)}),
-    ("tighten", 0.0032, {23: (1.0, 0.8, 1.0), 17: (0.5, 0.5, 1.0), 14: (0.3, 0.4, 0.8),
-                         7: (0.3, 0.4, 0.8)}),
-    ("talk", 0.0117, {25: (1.0, 0.8, 1.0), 26: (0.6, 0.5, 1.0), 10: (0.4, 0.4, 0.8)}),
-    ("dimpler", 0.0160, {14: (1.0, 0.8, 1.0)}),
-    ("lip_raise", 0.0180, {10: (1.0, 0.8, 1.0), 7: (0.5, 0.5, 0.9), 14: (0.35, 0.4, 0.8)}),
-    ("squint", 0.0110, {7: (1.0, 0.8, 1.0), 6: (0.3, 0.4, 0.8), 4: (0.2, 0.4, 0.7)}),
-    ("brows_up", 0.0036, {1: (1.0, 0.8, 1.0), 2: (1.0, 0.8, 1.0)}),
-)
-_EVENT_FRAMES = (16, 72)  # event duration range in frames
 
 
 def _envelope(t: np.ndarray, start: float, onset: float, offset: float, end: float) -> np.ndarray:
