@@ -1,4 +1,4 @@
-"""Set before JAX and TF start: four forced CPU devices, and a private tfds store for the session
+"""Set before JAX and TF start: four forced CPU devices, and a private tfds store for the test run
 (SynthAU/tiny is generated into it once)."""
 import os
 import tempfile

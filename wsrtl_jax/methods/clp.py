@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from data_pipeline.augment_params import jitter_bounds
-from wsrtl_jax import image_ops, parallel, plots, train_state
+from wsrtl_jax import image_ops, parallel, train_state
 from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
 from wsrtl_jax.methods import Method, needs_section, supervised
 from wsrtl_jax.models.resnet import normalize_image
@@ -243,6 +243,7 @@ def write_samples(config: ml_collections.ConfigDict, data, builder, splits, mode
                   state: TrainState, workdir: str, num_pairs: int = 6) -> str:
   """`workdir/cir_samples.png`: pairs of test subjects, each face rebuilt from its own codes and
   from its AU code with the other person's identity code."""
+  from wsrtl_jax import plots  # At the edge: `bench` imports this module without it.
   test = dataclasses.replace(splits, train=splits.test)
   units = next(data.train_stream(config, builder, test, "cross_identity", num_pairs))
   size = config.data.image_size

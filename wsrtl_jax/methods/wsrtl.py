@@ -22,7 +22,7 @@ import optax
 from jax.sharding import PartitionSpec as P
 
 from data_pipeline.augment_params import jitter_bounds
-from wsrtl_jax import flow, image_ops, losses, parallel, plots, train_state
+from wsrtl_jax import flow, image_ops, losses, parallel, train_state
 from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
 from wsrtl_jax.methods import Method, needs_section, supervised
 from wsrtl_jax.models.resnet import IMAGE_MEAN, normalize_image
@@ -239,6 +239,7 @@ def write_samples(config: ml_collections.ConfigDict, data, builder, splits, mode
                   state: TrainState, workdir: str, num_frames: int = 6) -> str:
   """`workdir/wsrtl_samples.png`: masked inputs, reconstructions, target and predicted flow of
   the trained network on a few test-subject pairs."""
+  from wsrtl_jax import plots  # At the edge: `bench` imports this module without it.
   test_pairs = dataclasses.replace(splits, train=splits.test)
   on_device = config.copy_and_resolve_references()
   on_device.data.flow_cache = ""  # Targets computed here: a cache covers training pairs only.
