@@ -38,9 +38,11 @@ def _apex_frames(identity: Identity, image_size: int, seed: int) -> np.ndarray:
 
 def contact_sheet(image_size: int = 128, seed: int = 0, num_identities: int = 6) -> Image.Image:
   """Rows: neutral and each AU at apex; columns: identities."""
-  columns = [_apex_frames(sample_identity(i, seed), image_size, seed) for i in range(num_identities)]
+  columns = [_apex_frames(sample_identity(i, seed), image_size, seed)
+             for i in range(num_identities)]
   rows = len(columns[0])
-  sheet = Image.new("RGB", (_LABEL_W + num_identities * image_size, _HEADER_H + rows * image_size), "white")
+  sheet = Image.new("RGB", (_LABEL_W + num_identities * image_size, _HEADER_H + rows * image_size),
+                    "white")
   draw = ImageDraw.Draw(sheet)
   font = ImageFont.load_default()
   for c, frames in enumerate(columns):
@@ -54,7 +56,8 @@ def contact_sheet(image_size: int = 128, seed: int = 0, num_identities: int = 6)
   return sheet
 
 
-def _showcase_clip(seed: int, num_frames: int, image_size: int) -> tuple[Identity, dict[str, np.ndarray]]:
+def _showcase_clip(seed: int, num_frames: int,
+                   image_size: int) -> tuple[Identity, dict[str, np.ndarray]]:
   """Among a few candidate clips, the one whose AUs change most, with at most 6 AUs active
   (so the frames show clear expression changes and the timeline stays readable)."""
   best = None
@@ -71,7 +74,8 @@ def _showcase_clip(seed: int, num_frames: int, image_size: int) -> tuple[Identit
   return best[1], best[2]
 
 
-def _timeline(intensity: np.ndarray, shown: np.ndarray, width: int, height: int = 170) -> Image.Image:
+def _timeline(intensity: np.ndarray, shown: np.ndarray, width: int,
+              height: int = 170) -> Image.Image:
   """Line plot of every AU that reaches intensity 1, with a colour legend on the right."""
   img = Image.new("RGB", (width, height), "white")
   draw = ImageDraw.Draw(img)
@@ -98,21 +102,23 @@ def _timeline(intensity: np.ndarray, shown: np.ndarray, width: int, height: int 
       continue
     colour = _COLOURS[k % len(_COLOURS)]
     draw.line([xy(t, v) for t, v in enumerate(curve)], fill=colour, width=2)
-    draw.line([(right + 10, top + 6 + 14 * row), (right + 24, top + 6 + 14 * row)], fill=colour, width=2)
+    draw.line([(right + 10, top + 6 + 14 * row), (right + 24, top + 6 + 14 * row)], fill=colour,
+              width=2)
     draw.text((right + 28, top + 14 * row), f"AU{au}", fill=colour, font=font)
     row += 1
   return img
 
 
-def clip_sheet(image_size: int = 128, seed: int = 0, num_frames: int = 48, shown: int = 12) -> Image.Image:
+def clip_sheet(image_size: int = 128, seed: int = 0, num_frames: int = 48,
+               shown: int = 12) -> Image.Image:
   """Frames sampled across one clip, with its AU-intensity timeline underneath."""
   identity, data = _showcase_clip(seed, num_frames, image_size)
   picks = np.linspace(0, num_frames - 1, shown).round().astype(int)
   strip = np.concatenate(list(data["image"][picks]), 1)
   plot = _timeline(data["intensity"], picks, strip.shape[1])
   sheet = Image.new("RGB", (strip.shape[1], _HEADER_H + strip.shape[0] + plot.height), "white")
-  ImageDraw.Draw(sheet).text((4, 2), f"{subject_id(identity.subject_index)}, {num_frames}-frame clip",
-                             fill="black", font=ImageFont.load_default())
+  title = f"{subject_id(identity.subject_index)}, {num_frames}-frame clip"
+  ImageDraw.Draw(sheet).text((4, 2), title, fill="black", font=ImageFont.load_default())
   sheet.paste(Image.fromarray(strip), (0, _HEADER_H))
   sheet.paste(plot, (0, _HEADER_H + strip.shape[0]))
   return sheet

@@ -1,4 +1,5 @@
-"""tfds builder `synthau`: SynthAU face videos, stored as frames in three subject-exclusive parts."""
+"""tfds builder `synthau`: SynthAU face videos, stored as frames in three subject-exclusive
+parts."""
 from __future__ import annotations
 
 import dataclasses
