@@ -1,6 +1,6 @@
 """WSRTL on BP4D, the paper's protocol: subject-exclusive 3-fold cross-validation (`data.fold`
-1, 2, 3; DESIGN.md 3.1), 12 AUs, F1 at 0.5 on the test fold, the checkpoint chosen on
-validation subjects carved from the training folds.
+1, 2, 3; the subjects of each part are in docs/DATA.md), 12 AUs, F1 at 0.5 on the test fold, the
+checkpoint chosen on validation subjects carved from the training folds.
 
 Faces aligned to 256 px (`prepare --dataset bp4d`), random 224 crops, ResNet-50, every training
 frame labelled, and the same frames, as pairs, for the auxiliary tasks and the mean teacher.

@@ -1,4 +1,6 @@
-"""CLP pretraining on SynthAU's unlabelled clips (no AU labels are read).
+"""CLP pretraining on SynthAU's unlabelled clips (no AU labels are read):
+  python -m wsrtl_jax train --config configs/synthau_clp.py --workdir DIR
+  (--config.data.source=generator: the clips rendered on the fly, without TensorFlow)
 
 `synthau_supervised`'s backbone, input and optimiser. Each step takes `global_batch_size`
 cross-identity units: two clips (different people) of `data.clip_length` frames

@@ -1,8 +1,11 @@
-"""Supervised AU detection baseline on SynthAU (the main job of `./run.sh` for now).
+"""Supervised AU detection baseline on SynthAU, every training frame labelled; the config every
+other one starts from.
 
-Sized to train in about ten minutes on two CPU cores (ResNet-18 at half width, 96 px); on
-accelerators raise `model.width` (64), `model.backbone`, `data.image_size`, `num_train_steps` and
+Sized for a CPU (ResNet-18 at half width, 96 px, 1,600 steps of 32); on accelerators raise
+`model.width` (64), `model.backbone`, `data.image_size`, `num_train_steps` and
 `global_batch_size`.
+  python -m wsrtl_jax train --config configs/synthau_supervised.py --workdir DIR \\
+      [--config.KEY=VALUE ...]
 """
 import ml_collections
 
@@ -25,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   # TensorFlow (CLP pretraining only, e.g. on an accelerator host with JAX alone).
   c.data.source = "store"
   c.data.image_size = 96  # Network input side; frames are cropped and resized to it.
-  c.data.fold = 1  # Fold k tests on one part of the subjects (DESIGN.md 3.1).
+  c.data.fold = 1  # Fold k tests on part 4-k of the subjects (docs/DATA.md, Folds).
   c.data.num_val_subjects = 30  # Held out of the training parts for checkpoint selection.
   c.data.label_fraction = 1.0  # Share of training frames that keep their labels.
   c.data.shuffle_buffer = 16384  # Stores are in sequence order: shuffle the whole training set.

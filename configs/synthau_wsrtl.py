@@ -1,4 +1,6 @@
-"""WSRTL on SynthAU with 10% of the training frames labelled (the main job of `./run.sh`).
+"""WSRTL on SynthAU with 10% of the training frames labelled; `./run.sh` trains it and its
+supervised baseline and prints both tables:
+  python -m wsrtl_jax train --config configs/synthau_wsrtl.py --workdir DIR
 
 `synthau_supervised`'s backbone, input and optimiser, 1000 steps. The baseline it is compared
 with is this config with `--config.method=supervised --config.model.name=au_detector`: the same
@@ -20,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.method = "wsrtl"
   c.data.label_fraction = 0.1
   c.data.flow_cache = ""  # "" = flow targets on the device; or a data_pipeline.flow_cache DIR.
-  c.num_train_steps = 1000  # About 17 minutes on 2 CPU cores (the baseline: 6).
+  c.num_train_steps = 1000
   c.checkpoint_every = 250
 
   c.model.name = "wsrtl"

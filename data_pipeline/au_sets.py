@@ -1,4 +1,5 @@
-"""The AUs each dataset labels, in label order (DESIGN.md 3.1). No TensorFlow here."""
+"""The AUs each dataset labels, in label order (the datasets table of docs/DATA.md). No TensorFlow
+here."""
 
 AU_SETS: dict[str, tuple[int, ...]] = {
     "bp4d": (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24),

@@ -10,7 +10,8 @@ NUM_PARTS = 3
 
 
 def test_part(fold: int) -> int:
-  """Fold k tests on part 4-k (DESIGN.md 3.1: fold 1 tests on part 3)."""
+  """Fold k tests on part 4-k: fold 1 on part 3, fold 2 on part 2, fold 3 on part 1 (the
+  standard BP4D and DISFA protocol; docs/DATA.md, Folds)."""
   if fold not in range(1, NUM_PARTS + 1):
     raise ValueError(f"fold must be 1, 2 or 3, got {fold}")
   return NUM_PARTS + 1 - fold
