@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipeline import alignment, augment, input_pipeline
-from data_pipeline.synthau import generator
+from data_pipeline.synthau import generator, identity
 from wsrtl_jax import parallel, plots, pretrained
 from wsrtl_jax.evaluate import make_predict_fn
 from data_pipeline.errors import UserError
@@ -50,7 +50,7 @@ def factor_probe(workdir: str, num_clips: int = 24, random_init: bool = False,
   state = parallel.replicate(state, parallel.make_mesh(1))
   result = {"workdir": os.path.abspath(workdir), "step": step, "random_init": random_init,
             "clips": len(subjects), "frames": store.frames_per_clip, "factors": {}}
-  people = [generator.sample_identity(generator.subject_index(n), store.seed) for n in subjects]
+  people = [identity.sample_identity(identity.subject_index(n), store.seed) for n in subjects]
   for factor in generator.CLIP_FACTORS:
     clips = [generator.generate_clip(person, 0, store.frames_per_clip, frame, store.seed,
                                      varying=factor) for person in people]

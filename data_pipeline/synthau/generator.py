@@ -23,8 +23,6 @@ import numpy as np
 
 from data_pipeline.synthau.common import _rng
 from data_pipeline.synthau.identity import Identity
-# sample_identity and subject_index stay importable from here for wsrtl_jax/factor_probe.py.
-from data_pipeline.synthau.identity import sample_identity, subject_index  # noqa: F401
 from data_pipeline.synthau.renderer import render_frames
 from data_pipeline.synthau.scene import sample_scene
 from data_pipeline.synthau.timelines import sample_intensity, sample_pose
