@@ -95,8 +95,8 @@ def cpu_flops_per_image(config: ml_collections.ConfigDict, devices: int) -> floa
 def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3,
               profile_dir: str | None = None) -> dict:
   """Compiles the train step of `config.method` once, then times `steps` steps on a fixed
-  synthetic batch (traced for the profiler into `profile_dir` if given). For WSRTL it also
-  times the flow targets alone and reports their share of the step."""
+  synthetic batch (traced for the profiler into `profile_dir` if given), and adds the method's
+  own figures (`Method.bench_extras`: WSRTL's flow targets alone and their share of the step)."""
   mesh = parallel.make_mesh(config.num_devices)
   size = config.data.image_size
   step, state, batch = _step_state_batch(config, mesh)
