@@ -19,25 +19,27 @@ def _modules() -> dict[str, pathlib.Path]:
 
 
 def _imports(name: str, path: pathlib.Path, modules: dict) -> set[str]:
-  """The project modules that `name` imports anywhere in its file (inside functions too), each
-  with the packages above it, which Python runs first."""
-  targets = set()
+  """The project modules that `name` imports anywhere in its file (inside functions too): each
+  module named (`from package import module` names the module, `from module import names` the
+  module), and the packages above each, which Python runs first, except the packages that hold
+  `name` itself (they are running already when it is imported)."""
   package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+  named = set()
   for node in ast.walk(ast.parse(path.read_text())):
     if isinstance(node, ast.Import):
-      targets.update(alias.name for alias in node.names)
+      named.update(alias.name for alias in node.names)
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
-        base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
-                        + ([base] if base else []))
-      targets.add(base)
-      targets.update(f"{base}.{alias.name}" for alias in node.names)
-  closed = set()
-  for target in targets:
-    parts = target.split(".")
-    closed.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-  return {t for t in closed if t in modules and t != name}
+        parts = package.split(".")
+        base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+      submodules = {f"{base}.{alias.name}" for alias in node.names} & modules.keys()
+      named.update(submodules)
+      if len(submodules) < len(node.names):
+        named.add(base)
+  holders = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+  above = {".".join(t.split(".")[:i]) for t in named for i in range(1, t.count(".") + 1)}
+  return {t for t in named | (above - holders) if t in modules and t != name}
 
 
 def _graph() -> dict[str, set[str]]:
