@@ -12,12 +12,12 @@ from PIL import Image
 
 from configs import synthau_clp
 from data_pipeline.synthau.generator import CLIP_FACTORS
+from data_pipeline.config_loading import load_config
+from data_pipeline.errors import UserError
 from tests.helpers import cli_args
 from wsrtl_jax import (checkpointing, cli, factor_probe, methods, parallel, pretrained, probes,
                        train_state)
 from wsrtl_jax.methods import clp as clp_method
-from data_pipeline.config_loading import load_config
-from data_pipeline.errors import UserError
 
 
 def test_info_nce_is_cross_entropy_with_the_positive_first():

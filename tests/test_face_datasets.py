@@ -8,10 +8,10 @@ import tensorflow_datasets as tfds
 
 from data_pipeline import input_pipeline
 from data_pipeline.au_sets import AU_SETS
-from tests import raw_fixtures
-from tests.helpers import run_cli, tiny_config
 from data_pipeline import prepare
 from data_pipeline.errors import UserError
+from tests import raw_fixtures
+from tests.helpers import run_cli, tiny_config
 
 
 def _store(name: str, data_dir: str, split: str) -> list[dict]:

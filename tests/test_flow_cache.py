@@ -7,9 +7,9 @@ import pytest
 
 from configs import synthau_wsrtl
 from data_pipeline import flow_cache, input_pipeline
-from tests.helpers import TINY_OVERRIDES
 from data_pipeline.config_loading import override_config
 from data_pipeline.errors import UserError
+from tests.helpers import TINY_OVERRIDES
 
 FRAME, SIZE = 64, 48  # synthau/tiny frames; network input.
 

@@ -9,9 +9,9 @@ import pytest
 from data_pipeline import input_pipeline
 from data_pipeline.synthau import generator_stream
 from data_pipeline.synthau.identity import subject_index
-from tests.helpers import TINY_OVERRIDES, cli_args, run_cli
 from data_pipeline.config_loading import load_config, override_config
 from data_pipeline.errors import UserError
+from tests.helpers import TINY_OVERRIDES, cli_args, run_cli
 
 CLP_TINY = {**TINY_OVERRIDES, "global_batch_size": 4, "model.code_dim": 16,
             "clp.queue_size": 32, "data.clip_stride": 2, "num_train_steps": 2,

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from data_pipeline import augment, input_pipeline
 from data_pipeline.landmarks import FLIP_PERMUTATION
-from wsrtl_jax import image_ops
 from tests.helpers import tiny_config
+from wsrtl_jax import image_ops
 
 
 @pytest.fixture(scope="module")

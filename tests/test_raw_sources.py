@@ -12,8 +12,8 @@ import pytest
 
 from data_pipeline import raw_sources as rs
 from data_pipeline.au_sets import AU_SETS
-from tests import raw_fixtures as rf
 from data_pipeline.errors import UserError
+from tests import raw_fixtures as rf
 
 
 def _problems(problems, root):

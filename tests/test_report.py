@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from wsrtl_jax import report
 from data_pipeline.errors import UserError
+from wsrtl_jax import report
 
 
 def _write_linear_eval(path, pretrained, avg_f1, auc, identity=None, accuracy=0.8,

@@ -10,10 +10,10 @@ from PIL import Image
 
 from configs import synthau_wsrtl
 from data_pipeline.au_sets import CENTRE_AUS, aus_of
+from data_pipeline.config_loading import load_config
 from tests.helpers import ROOT, cli_args, run_cli
 from wsrtl_jax import bench, evaluate, methods, models, parallel, train_state
 from wsrtl_jax.methods import wsrtl as wsrtl_method
-from data_pipeline.config_loading import load_config
 from wsrtl_jax.logging_utils import read_jsonl
 from wsrtl_jax.models.wsrtl import tent_weights
 

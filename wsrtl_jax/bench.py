@@ -15,8 +15,8 @@ import ml_collections
 import numpy as np
 
 from data_pipeline.au_sets import aus_of
-from wsrtl_jax import methods, parallel, train_state
 from data_pipeline.errors import UserError
+from wsrtl_jax import methods, parallel, train_state
 
 # Dense peak FLOP/s per device for the compute dtype (bfloat16; float32 uses TF32 on NVIDIA).
 PEAK_FLOPS = {

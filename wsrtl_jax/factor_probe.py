@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipeline import alignment, augment, input_pipeline
+from data_pipeline.errors import UserError
 from data_pipeline.synthau import generator, identity
 from wsrtl_jax import parallel, plots, pretrained
 from wsrtl_jax.evaluate import make_predict_fn
-from data_pipeline.errors import UserError
 
 
 def change_over_clip(values: np.ndarray) -> float:

@@ -18,8 +18,8 @@ import numpy as np
 import optax
 
 from data_pipeline import input_pipeline
-from wsrtl_jax import losses, methods, metrics, parallel, plots, pretrained, probes
 from data_pipeline.errors import UserError
+from wsrtl_jax import losses, methods, metrics, parallel, plots, pretrained, probes
 from wsrtl_jax.evaluate import gather_split, make_predict_fn
 
 def _last_stage(module, images, train):

@@ -8,9 +8,9 @@ import jax
 import ml_collections
 
 from data_pipeline.au_sets import aus_of
-from wsrtl_jax import checkpointing, methods
 from data_pipeline.config_loading import saved_config
 from data_pipeline.errors import UserError
+from wsrtl_jax import checkpointing, methods
 from wsrtl_jax.train_state import TrainState
 
 

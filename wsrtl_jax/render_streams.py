@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from data_pipeline import input_pipeline
-from wsrtl_jax import image_ops
 from data_pipeline.config_loading import load_config, override_config, split_overrides
+from wsrtl_jax import image_ops
 
 SCALE = 2  # Frames are drawn at twice the network input size.
 

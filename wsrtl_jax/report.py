@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from wsrtl_jax import metrics
 from data_pipeline.errors import UserError
+from wsrtl_jax import metrics
 
 # What an eval.json must hold to be reported.
 REQUIRED = ("avg_f1", "auc", "accuracy", "per_au_f1", "chance_all_positive", "dataset", "fold",
