@@ -1,4 +1,5 @@
-"""The train state every method shares, its optimiser and learning-rate schedule (pure functions)."""
+"""The train state every method shares, its optimiser and learning-rate schedule (pure
+functions)."""
 from __future__ import annotations
 
 from typing import Any

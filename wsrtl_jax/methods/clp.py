@@ -1,7 +1,7 @@
-"""The CLP method. Its per-device pretraining step (no labels): MoCo v2 InfoNCE against a queue of momentum
-keys, temporal contrastive learning (TCL) within each clip, and cross-identity reconstruction
-(CIR), each switched on by a weight above zero in `config.clp` (so that ablations are config
-overrides; all three extra weights at 0 is plain MoCo v2 on the same frames).
+"""The CLP method. Its per-device pretraining step (no labels): MoCo v2 InfoNCE against a queue of
+momentum keys, temporal contrastive learning (TCL) within each clip, and cross-identity
+reconstruction (CIR), each switched on by a weight above zero in `config.clp` (so that ablations
+are config overrides; all three extra weights at 0 is plain MoCo v2 on the same frames).
 
 A step takes cross-identity units [B, 2, T, ...]: two clips of T frames of two different people.
 Every frame is a query (the student's AU code of the frame as streamed) whose positive key is the

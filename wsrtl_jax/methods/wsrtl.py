@@ -1,6 +1,6 @@
-"""The WSRTL method. Its per-device train step: AU loss on labelled frames, and on unlabelled frame pairs RoI
-inpainting, single-image flow and mean-teacher semi-supervision, each switched on by a weight
-above zero in `config.wsrtl` (so that ablations are config overrides).
+"""The WSRTL method. Its per-device train step: AU loss on labelled frames, and on unlabelled frame
+pairs RoI inpainting, single-image flow and mean-teacher semi-supervision, each switched on by a
+weight above zero in `config.wsrtl` (so that ablations are config overrides).
 
 One student forward pass serves all four losses: the labelled frames (intact) and the first
 frames of the pairs (the student's strong view: extra colour jitter and, with inpainting, the
