@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import tensorboardX
+
+from data_pipeline.errors import UserError
 
 
 class MetricsLog:
@@ -39,7 +42,21 @@ class MetricsLog:
 
 
 def read_jsonl(path: str) -> list[dict]:
+  """The rows of a JSON-lines log; a half-written last row (a run killed mid-write) is dropped
+  with a line saying so, any other unreadable row is a UserError naming the file and line."""
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  try:
+    with open(path, encoding="utf-8") as f:
+      lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+  except (OSError, UnicodeDecodeError) as e:
+    raise UserError(f"cannot read '{path}': {e}") from None
+  rows = []
+  for n, line in lines:
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      if n != lines[-1][0]:
+        raise UserError(f"'{path}' line {n} is not JSON; remove that line") from None
+      print(f"warning: '{path}' line {n} is half-written; dropped", file=sys.stderr, flush=True)
+  return rows

@@ -15,11 +15,13 @@ from jax.experimental import multihost_utils
 
 from data_pipeline.errors import UserError
 from data_pipeline.progress import Progress
-from wsrtl_jax import checkpointing, losses, methods, parallel, plots, pretrained, train_state
+from wsrtl_jax import (checkpointing, config_checks, losses, methods, parallel, plots, pretrained,
+                       train_state)
 from wsrtl_jax.evaluate import evaluate_checkpoint, evaluate_split, make_predict_fn
 from wsrtl_jax.experiment import data_source, setup
 from wsrtl_jax.logging_utils import MetricsLog
 from wsrtl_jax.preemption import PreemptionWatch
+from wsrtl_jax.workdir_lock import WorkdirLock
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -32,27 +34,28 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Creates `workdir` and writes the resolved config; fails in one line if it cannot.
-
-  A workdir that already holds a run with another config gets a warning naming the keys that
-  changed: resuming with them is allowed (e.g. more steps) but no longer an exact resume.
-  """
+def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
+  """The keys in which `config` differs from the run recorded in `workdir/config.json`, each as
+  `key (old -> new)`; none for a new workdir. UserError if that file is not readable JSON."""
   path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    return []
   try:
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-      if os.path.isfile(path):
-        with open(path) as f:
-          old = _flatten(json.load(f))
-        new = _flatten(json.loads(config.to_json_best_effort()))
-        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        if changed:
-          print(f"warning: config differs from {path} in: "
-                + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in changed),
-                flush=True)
-      with open(path, "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    with open(path) as f:
+      old = _flatten(json.load(f))
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise UserError(f"'{path}' cannot be read ({e}); restore it, or remove it to record this "
+                    "run's config anew") from None
+  new = _flatten(json.loads(config.to_json_best_effort()))
+  return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})"
+          for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes the resolved config to `workdir/config.json`; fails in one line if it cannot."""
+  try:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   except OSError as e:
     raise UserError(f"cannot write to workdir '{workdir}': {e.strerror or e}") from e
 
@@ -84,11 +87,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   """Trains (resuming from `workdir` if it holds checkpoints), then, for a method with labels,
   evaluates the checkpoint that scored best on validation on the test fold and writes
   `eval.json`. Returns None when SIGTERM stopped the run (after saving a checkpoint to resume
-  from)."""
-  prepare_workdir(workdir, config)
-  mesh, builder, splits, model, optimizer, state = setup(config)
+  from).
+
+  Nothing is written to `workdir` until the config's values, data and model are checked and the
+  checkpoint to resume from has restored; the run holds the workdir's lock throughout."""
+  config_checks.check_ranges(config)
+  context = setup(config)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot write to workdir '{workdir}': {e.strerror or e}") from e
+  lock = WorkdirLock(workdir).acquire() if jax.process_index() == 0 else None
+  try:
+    return _train(config, workdir, context)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, context) -> dict | None:
+  mesh, builder, splits, model, optimizer, state = context
   method, data = methods.get_method(config), data_source(config)
   is_chief = jax.process_index() == 0
+
+  # A resumed run may change keys (e.g. more steps), but it is then no longer an exact resume.
+  changes = config_changes(workdir, config) if is_chief else []
+  if changes:
+    print(f"warning: config differs from {workdir}/config.json in: {', '.join(changes)}",
+          flush=True)
+  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints, method.has_labels)
+  try:
+    state, start = checkpointing.restore_latest(manager, state)
+  except checkpointing.NetworkMismatch as e:
+    if not changes:
+      raise
+    raise UserError(f"{workdir} holds a run of another network than this config builds; it "
+                    f"differs from that run's config in {', '.join(changes)}: resume with the "
+                    "run's own values, or train into another --workdir") from e
+  if start:
+    print(f"Resumed from {workdir}/checkpoints step {start}.", flush=True)
+  elif config.model.get("init_from"):
+    state = parallel.replicate(
+        pretrained.with_backbone_of(jax.device_get(state), config.model.init_from), mesh)
+  if is_chief:
+    write_config(workdir, config)
 
   au_weights = (jnp.asarray(_au_weights(data.training_labels(config, builder, splits)))
                 if method.has_labels else None)
@@ -97,15 +139,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
       method.make_step(config, model, optimizer, schedule, au_weights), mesh)
   predict = make_predict_fn(model, config.data.image_size)
   validate = lambda s: evaluate_split(predict, s, config, builder, splits, "validation", mesh)
-
-  manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints, method.has_labels)
-  start = manager.latest_step() or 0
-  if start:
-    state = checkpointing.restore(manager, start, state)
-    print(f"Resumed from {workdir}/checkpoints step {start}.", flush=True)
-  elif config.model.get("init_from"):
-    state = parallel.replicate(
-        pretrained.with_backbone_of(jax.device_get(state), config.model.init_from), mesh)
   log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
   val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
   batches = parallel.prefetch_to_mesh(
