@@ -118,3 +118,9 @@ def test_a_half_written_last_log_row_is_dropped_and_a_bad_one_named(tmp_path, ca
   log.write_text('{"step": 2\n{"step": 4, "loss": 1.0}\n')
   with pytest.raises(UserError, match="metrics.jsonl' line 1 is not JSON"):
     read_jsonl(log)
+
+
+def test_compare_names_a_directory_that_is_not_a_run(finished, tmp_path):
+  result = run_cli([sys.executable, "-m", "wsrtl_jax", "compare", str(finished),
+                    str(tmp_path / "missing")])
+  assert_one_line_error(result, f"'{tmp_path / 'missing'}' is not a training workdir")

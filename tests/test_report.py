@@ -80,3 +80,8 @@ def test_unreadable_or_missing_results_name_the_file(tmp_path):
   (tmp_path / "broken" / "eval.json").write_text(json.dumps({"avg_f1": 0.3}))
   with pytest.raises(UserError, match="lacks auc"):
     report.load_results([str(tmp_path / "broken")])
+  for bad, shown in ((None, "avg_f1=None"), ("0.3", "avg_f1='0.3'")):
+    (tmp_path / "broken" / "eval.json").write_text(json.dumps(
+        {**json.loads((tmp_path / "a" / "eval.json").read_text()), "avg_f1": bad}))
+    with pytest.raises(UserError, match=f"holds non-numeric scores \\({shown}\\)"):
+      report.load_results([str(tmp_path / "broken")])

@@ -30,6 +30,15 @@ def _load(workdir: str) -> dict:
   if missing:
     raise UserError(f"'{path}' lacks {', '.join(missing)}; is it a `train`, `evaluate` or "
                     "`linear_eval` result?")
+  scores = {k: result[k] for k in ("avg_f1", "auc", "accuracy")}
+  per_au = result["per_au_f1"]
+  scores.update({f"per_au_f1.{au}": v for au, v in per_au.items()} if isinstance(per_au, dict)
+                else {"per_au_f1": per_au})
+  bad = [f"{k}={v!r}" for k, v in scores.items()
+         if isinstance(v, bool) or not isinstance(v, (int, float))]
+  if bad:
+    raise UserError(f"'{path}' holds non-numeric scores ({', '.join(bad)}); evaluate "
+                    f"'{workdir}' again")
   return result
 
 
