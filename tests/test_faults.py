@@ -3,6 +3,7 @@ byte as it was, one run per workdir, a damaged checkpoint falls back to the one 
 bad value is a one-line error."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import sys
 import pytest
 
 from data_pipeline.errors import UserError
-from tests.helpers import ROOT, cli_args, run_cli
+from tests.helpers import ROOT, cli_args, run_cli, tiny_config
 from tests.test_cli_errors import assert_one_line_error
+from wsrtl_jax import config_checks
 from wsrtl_jax.logging_utils import read_jsonl
 
 
@@ -39,9 +41,14 @@ def finished(tmp_path_factory):
     ("data.label_fraction", "1.5", "data.label_fraction=1.5; expected a number in (0, 1]"),
     ("optim.learning_rate", "-1", "optim.learning_rate=-1.0; expected a number > 0"),
 ])
-def test_out_of_range_values_are_one_line_and_write_nothing(tmp_path, key, value, expected):
-  result = run_cli(cli_args("train", tmp_path / "w", **{key: value}))
-  assert_one_line_error(result, expected)
+def test_out_of_range_values_are_refused(key, value, expected):
+  with pytest.raises(UserError, match=re.escape(expected)):
+    config_checks.check_ranges(tiny_config(**{key: value}))
+
+
+def test_an_out_of_range_value_is_one_line_and_writes_nothing(tmp_path):
+  result = run_cli(cli_args("train", tmp_path / "w", **{"data.label_fraction": "0"}))
+  assert_one_line_error(result, "data.label_fraction=0.0; expected a number in (0, 1]")
   assert not (tmp_path / "w").exists()
 
 
