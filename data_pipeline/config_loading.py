@@ -45,6 +45,16 @@ def _parse_value(text: str) -> Any:
     return text  # A bare string such as resnet50.
 
 
+def lookup(config: ml_collections.ConfigDict, key: str) -> Any:
+  """The value of the dotted `key` in `config`, or None where the config lacks it."""
+  node = config
+  for name in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+      return None
+    node = node[name]
+  return node
+
+
 def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
   """Sets `config.<key>` from its command-line text, keeping the field's type."""
   *parents, leaf = key.split(".")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import pathlib
 import subprocess
@@ -15,6 +14,7 @@ import ml_collections
 import numpy as np
 
 from data_pipeline.au_sets import aus_of
+from data_pipeline.config_loading import apply_override, lookup
 from data_pipeline.errors import UserError
 from wsrtl_jax import methods, parallel, train_state
 
@@ -84,9 +84,7 @@ def cpu_flops_per_image(config: ml_collections.ConfigDict, devices: int) -> floa
   cuDNN runs (0.4 GFLOP per ResNet-50 image at 224 on an H100, against 24 on CPU)."""
   share = config.copy_and_resolve_references()
   for key in methods.get_method(config).batch_keys:
-    *parents, leaf = key.split(".")
-    node = functools.reduce(lambda c, name: c[name], parents, share)
-    node[leaf] //= devices
+    apply_override(share, key, str(lookup(share, key) // devices))
   mesh = jax.make_mesh((1,), (parallel.AXIS,), devices=jax.local_devices(backend="cpu")[:1])
   step, state, batch = _step_state_batch(share, mesh)
   return _flops(step.lower(state, batch).compile()) / methods.images_per_step(share)

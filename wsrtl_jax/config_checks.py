@@ -6,6 +6,7 @@ from typing import Callable
 
 import ml_collections
 
+from data_pipeline.config_loading import lookup
 from data_pipeline.errors import UserError
 
 _POSITIVE = ("an integer >= 1", lambda v: isinstance(v, int) and v >= 1)
@@ -35,19 +36,10 @@ RANGES: dict[str, tuple[str, Callable]] = {
 }
 
 
-def _lookup(config: ml_collections.ConfigDict, key: str):
-  node = config
-  for name in key.split("."):
-    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-      return None
-    node = node[name]
-  return node
-
-
 def check_ranges(config: ml_collections.ConfigDict) -> None:
   """Raises UserError for the first value of RANGES outside its range."""
   for key, (words, inside) in RANGES.items():
-    value = _lookup(config, key)
+    value = lookup(config, key)
     if value is None or isinstance(value, bool):
       continue
     if not isinstance(value, (int, float)) or not inside(value):
