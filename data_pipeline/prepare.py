@@ -38,8 +38,9 @@ def _check_manual_dir(name: str, manual_dir: str | None) -> None:
   if not manual_dir:
     raise UserError(f"prepare --dataset {name} needs --manual_dir DIR, the folder holding your "
                     f"copy of {name}")
-  if not os.path.isdir(manual_dir):
-    raise UserError(f"--manual_dir {manual_dir!r} does not exist or is not a folder")
+  if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+    raise UserError(f"--manual_dir {manual_dir!r} does not exist, is not a folder or is empty: "
+                    f"expected the folder holding your copy of {name}")
 
 
 def prepare(dataset: str, manual_dir: str | None, data_dir: str | None) -> dict:

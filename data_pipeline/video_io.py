@@ -20,9 +20,32 @@ def has_extension(name: str, extensions: tuple[str, ...]) -> bool:
   return os.path.splitext(name)[1].lower() in extensions
 
 
+# Where a complete file ends: JPEG's end-of-image marker, PNG's IEND chunk. OpenCV decodes a
+# truncated file without a word, filling what is missing with grey.
+_END_MARKERS = ((b"\xff\xd8", b"\xff\xd9"), (b"\x89PNG", b"IEND"))
+_TAIL = 1024  # Bytes after the end marker that are tolerated (some cameras pad their files).
+
+
+def is_truncated(data: bytes) -> bool:
+  """Whether `data`, a JPEG or PNG file's bytes, lacks its end marker (cut short by a copy or a
+  full disk). Other formats are never called truncated."""
+  for magic, end in _END_MARKERS:
+    if data.startswith(magic):
+      return end not in data[-_TAIL:]
+  return False
+
+
 def read_image(path: str) -> np.ndarray | None:
-  """The image at `path` as RGB uint8 [H,W,3], or None if it is missing or cannot be decoded."""
-  image = cv2.imread(path, cv2.IMREAD_COLOR)
+  """The image at `path` as RGB uint8 [H,W,3], or None if it is missing, truncated or cannot be
+  decoded."""
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError:
+    return None
+  if is_truncated(data):
+    return None
+  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

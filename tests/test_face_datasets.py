@@ -1,5 +1,6 @@
 """Fixture trees in each raw layout build into stores whose frames, positives, folds and validation
 subjects are exactly what the fixture wrote; bad input fails clearly and leaves no store."""
+import re
 import sys
 
 import numpy as np
@@ -135,8 +136,13 @@ def test_face_videos_stream_pairs_and_clips(tmp_path):
 
 def test_bad_manual_dir_fails_clearly_and_writes_no_store(tmp_path):
   data_dir = tmp_path / "store"
-  with pytest.raises(UserError, match="does not exist"):
-    prepare.prepare("bp4d", str(tmp_path / "nowhere"), str(data_dir))
+  (tmp_path / "empty").mkdir()
+  for manual_dir in (tmp_path / "nowhere", tmp_path / "empty"):  # The same error for both.
+    with pytest.raises(UserError, match=re.escape(
+        f"--manual_dir '{manual_dir}' does not exist, is not a folder or is empty: expected the "
+        "folder holding your copy of bp4d")):
+      prepare.prepare("bp4d", str(manual_dir), str(data_dir))
+    assert not data_dir.exists()
   wrong = tmp_path / "wrong"
   (wrong / "some" / "folder").mkdir(parents=True)
   (wrong / "notes.txt").write_text("not a dataset")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import raw_sources as rs
+from data_pipeline import video_io
 from data_pipeline.au_sets import AU_SETS
 from data_pipeline.errors import UserError
 from tests import raw_fixtures as rf
@@ -297,3 +298,43 @@ def test_standard_parts_are_design_3_1():
   assert rs.STANDARD_PARTS == {ds: {part: tuple(names.split()) for part, names in parts.items()}
                                for ds, parts in design.items()}
   assert rs.standard_group("bp4d", "F014") == "3" and rs.standard_group("disfa", "SN014") is None
+
+
+def test_a_bad_label_line_or_a_truncated_image_costs_that_frame_alone(tmp_path):
+  """A label line that is not UTF-8 or has more values than the header has columns, and a JPEG
+  cut to a third (which OpenCV would decode with a grey lower half): each is reported with its
+  file (and line) and costs its own frame; every other frame is read as before."""
+  rf.write_bp4d_raw(str(tmp_path))
+  before = {(s.sequence, f.frame) for s in rs.discover("bp4d", str(tmp_path)).sequences
+            for f in s.frames}
+  labels = tmp_path / "AUCoding" / "AU_OCC" / "F001_T1.csv"
+  lines = labels.read_bytes().split(b"\n")
+  lines[2] = lines[2].replace(b",", b",\xe9", 1)  # Line 3, frame 2441: Latin-1, not UTF-8.
+  lines[3] += b",1"                                # Line 4, frame 2442: one value too many.
+  labels.write_bytes(b"\n".join(lines))
+  jpeg = tmp_path / "F001" / "T1" / "2444.jpg"
+  jpeg.write_bytes(jpeg.read_bytes()[:jpeg.stat().st_size // 3])
+  assert cv2.imread(str(jpeg)) is not None  # OpenCV alone would take it.
+
+  index = rs.discover("bp4d", str(tmp_path))
+  after = {(s.sequence, f.frame) for s in index.sequences for f in s.frames}
+  assert before - after == {("F001/T1", 2441), ("F001/T1", 2442)}
+  assert after <= before
+  ours = sorted((p.reason, p.message[:40], p.frames) for p in index.problems
+                if p.path == str(labels))
+  assert ours == [("bad label row", "line 4: expected a frame number and 22 v", 1),
+                  ("undecodable line", "line 3: not UTF-8 text; row skipped", 1)]
+  f001 = next(s for s in index.sequences if s.sequence == "F001/T1")
+  read = {f.frame: (image, problem) for f, image, problem in rs.read_images(f001)}
+  assert read[2444][0] is None
+  assert (read[2444][1].reason, read[2444][1].path) == ("unreadable image", str(jpeg))
+  assert all(image is not None for frame, (image, _) in read.items() if frame != 2444)
+
+
+def test_a_truncated_png_is_unreadable(tmp_path):
+  path = str(tmp_path / "1.png")
+  cv2.imwrite(path, np.full((32, 32, 3), 128, np.uint8))
+  assert video_io.read_image(path).shape == (32, 32, 3)
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:-12])  # Without its IEND chunk.
+  assert video_io.read_image(path) is None

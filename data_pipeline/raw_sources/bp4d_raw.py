@@ -9,8 +9,8 @@ import re
 import numpy as np
 
 from data_pipeline.au_sets import AU_SETS
-from data_pipeline.raw_sources.common import (_attach_images, _attach_landmarks, _occurrence,
-                                              _parse_int, _quote)
+from data_pipeline.raw_sources.common import (_attach_images, _attach_landmarks, _filled_length,
+                                              _occurrence, _parse_int, _quote, text_lines)
 from data_pipeline.raw_sources.records import (UNKNOWN, FrameSource, Problem, SequenceSource,
                                                _Found, _outside_partition, standard_group)
 
@@ -30,9 +30,9 @@ def _au_columns(header: list[str]) -> dict[int, int]:
 def _read_bp4d_labels(path: str, aus: tuple[int, ...],
                       problems: list[Problem]) -> list[FrameSource]:
   """The frames of one AU_OCC file: header row of AU numbers, rows `frame,v,v,...` with v in
-  0, 1, 9 (9 = unknown). A row without a frame number is skipped; a bad value is unknown."""
-  with open(path, newline="") as f:
-    rows = [[c.strip() for c in row] for row in csv.reader(f)]
+  0, 1, 9 (9 = unknown). A row without a frame number, or with fewer or more values than the
+  header has columns, is skipped; a bad value is unknown."""
+  rows = [[c.strip() for c in row] for row in csv.reader(text_lines(path, problems))]
   if not rows:
     problems.append(Problem(path, "empty file: expected a header row of AU numbers, then one row "
                             "per frame", "bad label file", 0))
@@ -44,7 +44,7 @@ def _read_bp4d_labels(path: str, aus: tuple[int, ...],
     if not any(cells):
       continue
     frame = _parse_int(cells[0])
-    if frame is None or len(cells) < len(header):
+    if frame is None or len(cells) < len(header) or _filled_length(cells) > len(header):
       problems.append(Problem(path, f"line {line_number}: expected a frame number and "
                               f"{len(header) - 1} values 0, 1 or 9, got '{_quote(','.join(cells))}'"
                               "; row skipped", "bad label row", 1))

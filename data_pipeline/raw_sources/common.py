@@ -41,8 +41,34 @@ def _frame_number(name: str) -> int | None:
   return int(match.group(1)) if match else None
 
 
+def _filled_length(cells: list[str]) -> int:
+  """How many cells a row has up to its last non-empty one (trailing commas do not count)."""
+  while cells and not cells[-1]:
+    cells = cells[:-1]
+  return len(cells)
+
+
 def _quote(text: str, limit: int = 60) -> str:
   return text if len(text) <= limit else text[:limit] + "..."
+
+
+def text_lines(path: str, problems: list[Problem], frames_per_line: int = 1) -> list[str]:
+  """The lines of a text file (UTF-8, an optional BOM), without their endings. A line that is not
+  UTF-8 is reported with its number and read as an empty line, so it costs that row alone and
+  the other lines keep their numbers; `frames_per_line` is what such a row costs."""
+  with open(path, "rb") as f:
+    raw = f.read()
+  if raw.startswith(b"\xef\xbb\xbf"):
+    raw = raw[3:]
+  lines = []
+  for number, line in enumerate(raw.splitlines(), 1):
+    try:
+      lines.append(line.decode("utf-8"))
+    except UnicodeDecodeError:
+      problems.append(Problem(path, f"line {number}: not UTF-8 text; row skipped",
+                              "undecodable line", frames_per_line))
+      lines.append("")
+  return lines
 
 
 def _landmarks_from_cells(cells: list[str]) -> np.ndarray | None:
@@ -70,23 +96,22 @@ def _read_landmark_file(path: str, problems: list[Problem]) -> dict[int, np.ndar
   """Frame -> landmarks from rows `frame,x0..x(N-1),y0..y(N-1)` (header row optional). A
   malformed row is reported and gives that frame no landmarks."""
   out: dict[int, np.ndarray | None] = {}
-  with open(path, newline="") as f:
-    for line_number, row in enumerate(csv.reader(f), 1):
-      cells = [c.strip() for c in row]
-      if not any(cells):
-        continue
-      frame = _parse_int(cells[0])
-      if frame is None:
-        if line_number > 1:  # Line 1 may be a header.
-          problems.append(Problem(path, f"line {line_number}: expected a frame number in the "
-                                  f"first column, got '{_quote(cells[0])}'", "bad landmark row", 0))
-        continue
-      try:
-        out[frame] = _landmarks_from_cells(cells[1:])
-      except ValueError as e:
-        problems.append(Problem(path, f"line {line_number}: {e}; frame {frame} has no landmarks",
-                                "bad landmark row", 0))
-        out[frame] = None
+  for line_number, row in enumerate(csv.reader(text_lines(path, problems, 0)), 1):
+    cells = [c.strip() for c in row]
+    if not any(cells):
+      continue
+    frame = _parse_int(cells[0])
+    if frame is None:
+      if line_number > 1:  # Line 1 may be a header.
+        problems.append(Problem(path, f"line {line_number}: expected a frame number in the "
+                                f"first column, got '{_quote(cells[0])}'", "bad landmark row", 0))
+      continue
+    try:
+      out[frame] = _landmarks_from_cells(cells[1:])
+    except ValueError as e:
+      problems.append(Problem(path, f"line {line_number}: {e}; frame {frame} has no landmarks",
+                              "bad landmark row", 0))
+      out[frame] = None
   return out
 
 

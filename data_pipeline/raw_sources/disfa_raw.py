@@ -9,7 +9,7 @@ import numpy as np
 
 from data_pipeline.au_sets import AU_SETS
 from data_pipeline.raw_sources.common import (_attach_images, _attach_landmarks, _numbered_images,
-                                              _parse_int, _quote)
+                                              _parse_int, _quote, text_lines)
 from data_pipeline.raw_sources.records import (UNKNOWN, FrameSource, Problem, SequenceSource,
                                                _Found, _outside_partition, standard_group)
 
@@ -19,24 +19,23 @@ DISFA_POSITIVE = 2  # DISFA occurrence: intensity >= 2.
 def _read_disfa_au(path: str, problems: list[Problem]) -> dict[int, int]:
   """Frame -> intensity from lines `frame,intensity`; a bad line's frame gets -1 (unknown)."""
   intensities: dict[int, int] = {}
-  with open(path) as f:
-    for line_number, line in enumerate(f, 1):
-      text = line.strip()
-      if not text:
-        continue
-      parts = [p.strip() for p in text.split(",")]
-      frame = _parse_int(parts[0])
-      value = _parse_int(parts[1]) if len(parts) == 2 else None
-      if frame is not None and frame >= 1 and value is not None and 0 <= value <= 5:
-        intensities[frame] = value
-        continue
-      known = frame is not None and frame >= 1
-      problems.append(Problem(path, f"line {line_number}: expected 'frame,intensity' with integers "
-                              f"(frame from 1, intensity 0-5), got '{_quote(text)}'"
-                              + (f"; unknown (-1) for frame {frame}" if known else ""),
-                              "bad label row", 0))
-      if known:
-        intensities[frame] = UNKNOWN
+  for line_number, line in enumerate(text_lines(path, problems, 0), 1):
+    text = line.strip()
+    if not text:
+      continue
+    parts = [p.strip() for p in text.split(",")]
+    frame = _parse_int(parts[0])
+    value = _parse_int(parts[1]) if len(parts) == 2 else None
+    if frame is not None and frame >= 1 and value is not None and 0 <= value <= 5:
+      intensities[frame] = value
+      continue
+    known = frame is not None and frame >= 1
+    problems.append(Problem(path, f"line {line_number}: expected 'frame,intensity' with integers "
+                            f"(frame from 1, intensity 0-5), got '{_quote(text)}'"
+                            + (f"; unknown (-1) for frame {frame}" if known else ""),
+                            "bad label row", 0))
+    if known:
+      intensities[frame] = UNKNOWN
   return intensities
 
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from data_pipeline.au_sets import AU_SETS
 from data_pipeline.errors import UserError
-from data_pipeline.raw_sources.common import (LANDMARK_POINTS, _keep_existing,
+from data_pipeline.raw_sources.common import (LANDMARK_POINTS, _filled_length, _keep_existing,
                                               _landmarks_from_cells, _occurrence, _parse_int,
-                                              _quote, _sequences)
+                                              _quote, _sequences, text_lines)
 from data_pipeline.raw_sources.records import (UNKNOWN, FrameSource, Problem, _Found,
                                                _outside_partition, standard_group)
 
@@ -85,8 +85,8 @@ def _csv_sequence_id(subject: str, sequence: str) -> str:
 
 def _csv_row(cells: list[str], columns: _CsvColumns, dataset: str) -> tuple[dict, str | None]:
   """(fields, None) for a good row, ({}, what is wrong) for a bad one."""
-  if len(cells) < columns.width:
-    return {}, f"expected {columns.width} cells, got {len(cells)}"
+  if len(cells) < columns.width or _filled_length(cells) > columns.width:
+    return {}, f"expected {columns.width} cells, got {_filled_length(cells)}"
   fields = {c: cells[i] for c, i in columns.index.items()}
   empty = [c for c in _REQUIRED_COLUMNS if not fields[c]]
   if empty:
@@ -122,17 +122,16 @@ class _CsvTable:
     self.columns: _CsvColumns | None = None
 
   def read(self) -> None:
-    with open(self.path, newline="", encoding="utf-8-sig") as f:
-      reader = csv.reader(f)
-      header = next(reader, None)
-      if header is None:
-        raise UserError(f"{self.path} is empty: expected a header row (path, subject, sequence, "
-                        "frame, AU columns), then one row per frame")
-      self.columns = _csv_columns(header, self.dataset, self.path)
-      for row in reader:
-        cells = [c.strip() for c in row]
-        if any(cells):
-          self._add_row(reader.line_num, cells)
+    reader = csv.reader(text_lines(self.path, self.problems))
+    header = next(reader, None)
+    if header is None:
+      raise UserError(f"{self.path} is empty: expected a header row (path, subject, sequence, "
+                      "frame, AU columns), then one row per frame")
+    self.columns = _csv_columns(header, self.dataset, self.path)
+    for row in reader:
+      cells = [c.strip() for c in row]
+      if any(cells):
+        self._add_row(reader.line_num, cells)
     missing = [au for au in AU_SETS[self.dataset] if au not in self.columns.aus]
     if missing:
       self.problems.append(Problem(self.path, f"no column {_au_names(missing)}; unknown (-1) for "

@@ -11,7 +11,7 @@ import numpy as np
 
 from data_pipeline.au_sets import AU_SETS
 from data_pipeline.raw_sources.common import (_frame_number, _keep_existing, _occurrence, _quote,
-                                              _sequences)
+                                              _sequences, text_lines)
 from data_pipeline.raw_sources.records import (UNKNOWN, FrameSource, Problem, _Found,
                                                standard_group)
 
@@ -41,10 +41,10 @@ def _list_files(root: str, dataset: str) -> list[_ListFile]:
   return out
 
 
-def _read_lines(path: str) -> list[str]:
-  """The file's lines, stripped, without the blank lines at its end."""
-  with open(path) as f:
-    lines = [line.strip() for line in f.read().splitlines()]
+def _read_lines(path: str, problems: list[Problem]) -> list[str]:
+  """The file's lines, stripped, without the blank lines at its end; a line that is not UTF-8
+  is reported and read as empty, so the lines of the paired file stay aligned."""
+  lines = [line.strip() for line in text_lines(path, problems, 0)]
   while lines and not lines[-1]:
     lines.pop()
   return lines
@@ -106,13 +106,13 @@ class _ListMerger:
     self._lost: list[tuple[Problem, set[tuple[str, int]]]] = []  # The frames each may cost.
 
   def add(self, lists: _ListFile) -> None:
-    paths = _read_lines(lists.paths)
+    paths = _read_lines(lists.paths, self.problems)
     if not os.path.isfile(lists.labels):
       self._report(Problem(lists.labels, f"missing, so the {len(paths)} images of "
                            f"{os.path.basename(lists.paths)} have no labels from it",
                            "missing label list", 0), paths)
       return
-    labels = _read_lines(lists.labels)
+    labels = _read_lines(lists.labels, self.problems)
     if len(paths) != len(labels):
       longer = lists.paths if len(paths) > len(labels) else lists.labels
       self._report(Problem(longer, f"{len(paths)} lines in {os.path.basename(lists.paths)} but "
