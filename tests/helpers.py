@@ -30,6 +30,6 @@ def cli_args(command, workdir=None, config="configs/synthau_supervised.py", **ov
   return args
 
 
-def run_cli(args, timeout=600, **kwargs):
+def run_cli(args, timeout=600, env=None, **kwargs):
   return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                        env=os.environ.copy(), **kwargs)
+                        env=env or os.environ.copy(), **kwargs)

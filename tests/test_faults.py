@@ -3,17 +3,20 @@ byte as it was, one run per workdir, a damaged checkpoint falls back to the one 
 bad value is a one-line error."""
 import json
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from data_pipeline.errors import UserError
 from tests.helpers import ROOT, cli_args, run_cli, tiny_config
 from tests.test_cli_errors import assert_one_line_error
-from wsrtl_jax import config_checks
+from wsrtl_jax import compare, config_checks
 from wsrtl_jax.logging_utils import read_jsonl
 
 
@@ -100,21 +103,111 @@ def _damage(checkpoint_dir):
         handle.truncate(os.path.getsize(path) // 3)
 
 
-def test_a_damaged_latest_checkpoint_falls_back_and_resumes_exactly(finished, tmp_path):
+def test_evaluate_of_a_damaged_step_is_one_line(finished, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(finished, workdir)
   _damage(workdir / "checkpoints" / "12")
   evaluate = run_cli(cli_args("evaluate", workdir, config=None)[:6] + ["--step", "12"])
   assert_one_line_error(evaluate, f"checkpoint {workdir}/checkpoints/12 cannot be restored")
-  result = run_cli(cli_args("train", workdir))
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "checkpoints/12 cannot be restored" in result.stdout
-  assert f"Resumed from {workdir}/checkpoints step 8." in result.stdout
+
+
+def test_evaluate_into_a_workdir_it_cannot_write_fails_before_evaluating(finished, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(finished, workdir)
+  (workdir / "eval_validation.json").mkdir()  # What cannot be written, even by root.
+  result = run_cli(cli_args("evaluate", workdir, config=None)[:6] + ["--split", "validation"])
+  assert_one_line_error(result, f"cannot write '{workdir}/eval_validation.json': Is a directory;"
+                        " nothing was done")
+  assert "avg F1" not in result.stdout
+
+
+# Runs `train` with one fault, chosen by FAULT: `step:K` SIGKILLs the process a moment after it
+# takes its K-th batch, `save:N` a moment after the save of step N has started, `full:N` limits
+# the size of the files it writes from the save of step N on (as a full disk does), `eval` kills
+# it once the final evaluation is computed, before eval.json is written. FAULT_SEED picks the
+# moments.
+FAULTY_TRAIN = """
+import os, random, resource, signal, sys, threading
+from wsrtl_jax import checkpointing, cli, evaluate, parallel
+fault, rng = os.environ["FAULT"], random.Random(int(os.environ["FAULT_SEED"]))
+kill = lambda: os.kill(os.getpid(), signal.SIGKILL)
+kill_soon = lambda most: threading.Timer(rng.uniform(0, most), kill).start()
+kind, _, at = fault.partition(":")
+if kind == "step":
+  prefetch = parallel.prefetch_to_mesh
+  def counted(*args, **kwargs):
+    for n, batch in enumerate(prefetch(*args, **kwargs), 1):
+      if n == int(at):
+        kill_soon(0.05)
+      yield batch
+  parallel.prefetch_to_mesh = counted
+if kind in ("save", "full"):
+  save = checkpointing.save
+  def faulty_save(manager, step, *args):
+    if kind == "full" and step == int(at):
+      signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+      resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.RLIM_INFINITY))
+    save(manager, step, *args)
+    if kind == "save" and step == int(at):
+      kill_soon(0.1)
+  checkpointing.save = faulty_save
+if kind == "eval":
+  evaluate_split = evaluate.evaluate_split
+  evaluate.evaluate_split = lambda *args, **kwargs: (evaluate_split(*args, **kwargs), kill())
+cli.main()
+"""
+
+
+def _committed(workdir):
+  return sorted(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_faults_at_random_moments_end_in_the_uninterrupted_run(finished, tmp_path, seed):
+  """One run stopped six ways in turn, each resumed by the same command: SIGTERM during
+  start-up, SIGKILL mid-step, a full disk at a save, SIGKILL mid-save, the latest checkpoint
+  damaged, SIGKILL mid-evaluation. It ends with the parameters, metrics.jsonl and eval.json of
+  the run that was never stopped."""
+  rng = random.Random(seed)
+  workdir = tmp_path / "run"
+  args = cli_args("train", workdir)
+  faulty = lambda fault: run_cli([sys.executable, "-c", FAULTY_TRAIN] + args[3:], env={
+      **os.environ, "FAULT": fault, "FAULT_SEED": str(rng.randrange(1 << 30))})
+
+  process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  time.sleep(rng.uniform(0.5, 3.0))  # Imports, data, model: nothing is trained yet.
+  process.send_signal(signal.SIGTERM)
+  out, err = process.communicate(timeout=300)
+  assert process.returncode == 0, err[-3000:]
+  assert "Stopped by SIGTERM at step 1; checkpoint saved" in out, out[-2000:]
+
+  killed = faulty(f"step:{rng.randint(2, 5)}")
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+
+  full = faulty("full:8")
+  assert_one_line_error(full, f"cannot write the checkpoint {workdir}/checkpoints/8 (File too "
+                        "large); the last committed checkpoint is step 4")
+  assert _committed(workdir)[-1] == 4
+
+  killed = faulty(f"save:{rng.choice([8, 12])}")
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+  _damage(workdir / "checkpoints" / str(_committed(workdir)[-1]))
+
+  killed = faulty("eval")
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+  assert "cannot be restored" in killed.stdout and not (workdir / "eval.json").exists()
+
+  done = run_cli(args)
+  assert done.returncode == 0, done.stderr[-3000:]
   strip = lambda rows: [(r["step"], r["loss"], r["learning_rate"]) for r in rows]
   assert strip(read_jsonl(workdir / "metrics.jsonl")) == strip(
       read_jsonl(finished / "metrics.jsonl"))
+  assert read_jsonl(workdir / "validation.jsonl") == read_jsonl(finished / "validation.jsonl")
+  diff = compare.compare_runs(str(finished), str(workdir))
+  assert diff["max_abs_loss_diff"] == 0.0 and diff["max_abs_param_diff"] == 0.0
   ours, theirs = (json.loads((w / "eval.json").read_text()) for w in (workdir, finished))
-  assert ours["per_au_f1"] == theirs["per_au_f1"] and ours["step"] == theirs["step"]
+  assert ours == theirs
 
 
 def test_a_half_written_last_log_row_is_dropped_and_a_bad_one_named(tmp_path, capsys):

@@ -55,45 +55,6 @@ def test_evaluate_reproduces_eval_json(uninterrupted):
   assert after["step"] == before["step"]
 
 
-def _kill_during_save(args, checkpoints, min_step):
-  """Starts training and SIGKILLs it while a checkpoint after `min_step` is being written."""
-  process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-  caught = None
-  deadline = time.time() + 300
-  while process.poll() is None and time.time() < deadline:
-    names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
-    partial = [n for n in names if "tmp" in n and int(n.split(".")[0]) > min_step]
-    if partial:
-      process.send_signal(signal.SIGKILL)
-      caught = partial[0]
-      break
-    time.sleep(0.0005)
-  process.wait()
-  return caught
-
-
-def test_killed_mid_save_resumes_exactly(uninterrupted, tmp_path):
-  reference, _ = uninterrupted
-  workdir = tmp_path / "killed"
-  args = cli_args("train", workdir)
-  caught = _kill_during_save(args, workdir / "checkpoints", min_step=4)
-  assert caught is not None, "the run finished before a save could be interrupted"
-  kept = sorted(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
-  assert kept and kept[-1] < int(caught.split(".")[0])  # The half-written step is not a step.
-
-  result = run_cli(args)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert f"Resumed from {workdir}/checkpoints step {kept[-1]}" in result.stdout
-  strip = lambda rows: [(r["step"], r["loss"], r["learning_rate"]) for r in rows]
-  assert strip(read_jsonl(workdir / "metrics.jsonl")) == strip(
-      read_jsonl(reference / "metrics.jsonl"))
-  compare = run_cli([sys.executable, "-m", "wsrtl_jax", "compare", str(reference), str(workdir)])
-  assert compare.returncode == 0, compare.stderr[-2000:]
-  diff = json.loads(compare.stdout.strip().splitlines()[-1])
-  assert diff["max_abs_loss_diff"] == 0.0 and diff["max_abs_param_diff"] == 0.0
-
-
 def test_one_and_four_devices_give_the_same_run(tmp_path):
   runs = {}
   for n in (1, 4):

@@ -169,10 +169,17 @@ def run(argv: list[str]) -> None:
 
 
 def main() -> None:
+  if sys.argv[1:2] == ["train"]:
+    from wsrtl_jax import preemption
+    preemption.install()  # Before the heavy imports: SIGTERM during start-up stops cleanly too.
   try:
     run(sys.argv[1:])
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except OSError as e:  # A project file or folder that cannot be read or written.
+    where = " -> ".join(f"'{f}'" for f in (e.filename, e.filename2) if f)
+    print(f"error: {where or 'a file'}: {e.strerror or e}", file=sys.stderr)
     sys.exit(2)
   except KeyboardInterrupt:
     print("interrupted; rerun the same command to resume from the last checkpoint",

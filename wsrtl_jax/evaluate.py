@@ -15,7 +15,7 @@ from jax.experimental import multihost_utils
 from data_pipeline import augment_params
 from data_pipeline.au_sets import CENTRE_AUS
 from data_pipeline.errors import UserError
-from wsrtl_jax import checkpointing, image_ops, metrics, parallel, plots
+from wsrtl_jax import checkpointing, image_ops, logging_utils, metrics, parallel, plots
 from wsrtl_jax.experiment import data_source, setup
 from wsrtl_jax.train_state import TrainState
 
@@ -83,6 +83,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
     mesh, builder, splits, model, _, state = setup(config)
   else:
     mesh, builder, splits, model, state = context
+  name = "eval.json" if which == "test" else f"eval_{which}.json"
+  if jax.process_index() == 0:
+    logging_utils.check_writable(os.path.join(workdir, name))
   manager = manager or checkpointing.checkpoint_manager(workdir, config.keep_checkpoints)
   chosen = step if step is not None else manager.best_step()
   if chosen is None:
@@ -95,9 +98,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
   result = evaluate_split(predict, state, config, builder, splits, which, mesh)
   result.update(step=int(chosen), split=which, dataset=config.data.name, fold=config.data.fold)
   if jax.process_index() == 0:
-    name = "eval.json" if which == "test" else f"eval_{which}.json"
-    with open(os.path.join(workdir, name), "w") as f:
-      json.dump(result, f, indent=2)
+    logging_utils.write_atomic(os.path.join(workdir, name), json.dumps(result, indent=2))
     plots.plot_per_au_f1(result, os.path.join(workdir, name.replace(".json", "_per_au_f1.png")))
     print(f"\n{config.data.name} fold {config.data.fold}, {which} split "
           f"({result['num_frames']} frames), checkpoint step {chosen} (best on validation):")

@@ -19,7 +19,8 @@ import optax
 
 from data_pipeline import input_pipeline
 from data_pipeline.errors import UserError
-from wsrtl_jax import losses, methods, metrics, parallel, plots, pretrained, probes
+from wsrtl_jax import (logging_utils, losses, methods, metrics, parallel, plots, pretrained,
+                       probes)
 from wsrtl_jax.evaluate import gather_split, make_predict_fn
 
 def _last_stage(module, images, train):
@@ -122,8 +123,7 @@ def linear_eval(config: ml_collections.ConfigDict, workdir: str, out_dir: str | 
   if jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "eval.json")
-    with open(path, "w") as f:
-      json.dump(result, f, indent=2)
+    logging_utils.write_atomic(path, json.dumps(result, indent=2))
     plots.plot_per_au_f1(result, os.path.join(out_dir, "eval_per_au_f1.png"))
     source = "random init" if random_init else f"{workdir} step {step}"
     print(f"\n{config.data.name} fold {config.data.fold}, test split ({result['num_frames']} "

@@ -25,8 +25,8 @@ class MetricsLog:
     if not enabled:
       return
     rows = read_jsonl(self.path)
-    with open(self.path, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in rows if r["step"] <= resume_step)
+    if os.path.exists(self.path):
+      write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= resume_step))
     self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
                                           filename_suffix="." + filename.split(".")[0])
 
@@ -39,6 +39,32 @@ class MetricsLog:
     for k, v in metrics.items():
       self._tb.add_scalar(k, float(v), int(step))
     self._tb.flush()
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes `path` anew through a temporary file, so a full disk cannot leave it half-written."""
+  tmp = f"{path}.tmp"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise UserError(f"cannot write '{path}': {e.strerror or e}") from None
+
+
+def check_writable(path: str) -> None:
+  """UserError unless `path` can be written (checked by opening it to append, which a
+  read-only file system refuses even to root), so a long job fails before, not after, its work."""
+  existed = os.path.exists(path)
+  try:
+    with open(path, "a"):
+      pass
+  except OSError as e:
+    raise UserError(f"cannot write '{path}': {e.strerror or e}; nothing was done") from None
+  if not existed:
+    os.remove(path)
 
 
 def read_jsonl(path: str) -> list[dict]:

@@ -3,6 +3,7 @@ The method (`config.method`, see wsrtl_jax.methods) gives the state, the step an
 loop logs, evaluates and checkpoints."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -68,19 +69,19 @@ def _au_weights(labels: np.ndarray) -> np.ndarray:
   return losses.inverse_positive_rate_weights(positives, known)
 
 
-def _checkpoint(method: methods.Method, step: int, state, manager, validate, val_log,
-                progress: Progress, is_chief: bool) -> None:
-  """Saves `state` at `step`; for a method with labels, after scoring it on validation (the
-  score picks the checkpoint that is evaluated on the test fold)."""
+def _checkpoint(method: methods.Method, step: int, state, writer: checkpointing.CheckpointWriter,
+                validate, val_log, progress: Progress, is_chief: bool) -> None:
+  """Starts saving `state` at `step`; for a method with labels, after scoring it on validation
+  (the score picks the checkpoint that is evaluated on the test fold). The writer reports the
+  save once it has committed."""
   if not method.has_labels:
-    checkpointing.save(manager, step, state)  # No labels: the latest checkpoint is the one.
-    progress.print(f"step {step}: checkpoint saved")
+    writer.save(step, state)  # No labels: the latest checkpoint is the one.
     return
   val = validate(state)
   val_log.write(step, {"val_avg_f1": val["avg_f1"], "val_auc": val["auc"]})
-  checkpointing.save(manager, step, state, val["avg_f1"])
   if is_chief:
-    progress.print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}, checkpoint saved")
+    progress.print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}")
+  writer.save(step, state, val["avg_f1"])
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
@@ -89,23 +90,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   `eval.json`. Returns None when SIGTERM stopped the run (after saving a checkpoint to resume
   from).
 
-  Nothing is written to `workdir` until the config's values, data and model are checked and the
-  checkpoint to resume from has restored; the run holds the workdir's lock throughout."""
+  Nothing is written to `workdir` until the config's values, data and model are checked, the
+  checkpoint to resume from has restored and the first batch is read; the run holds the
+  workdir's lock throughout. SIGTERM at any time, start-up included, stops it at a step
+  boundary."""
+  preemption = PreemptionWatch(check_every=config.log_every)
   config_checks.check_ranges(config)
   context = setup(config)
+  created = not os.path.exists(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise UserError(f"cannot write to workdir '{workdir}': {e.strerror or e}") from e
   lock = WorkdirLock(workdir).acquire() if jax.process_index() == 0 else None
   try:
-    return _train(config, workdir, context)
+    return _train(config, workdir, context, preemption)
   finally:
     if lock:
       lock.release()
+    if created and os.path.isdir(workdir) and not os.listdir(workdir):
+      os.rmdir(workdir)  # A refused run leaves no empty workdir behind.
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, context) -> dict | None:
+def _train(config: ml_collections.ConfigDict, workdir: str, context,
+           preemption: PreemptionWatch) -> dict | None:
   mesh, builder, splits, model, optimizer, state = context
   method, data = methods.get_method(config), data_source(config)
   is_chief = jax.process_index() == 0
@@ -129,8 +137,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, context) -> dict | N
   elif config.model.get("init_from"):
     state = parallel.replicate(
         pretrained.with_backbone_of(jax.device_get(state), config.model.init_from), mesh)
-  if is_chief:
-    write_config(workdir, config)
 
   au_weights = (jnp.asarray(_au_weights(data.training_labels(config, builder, splits)))
                 if method.has_labels else None)
@@ -139,15 +145,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, context) -> dict | N
       method.make_step(config, model, optimizer, schedule, au_weights), mesh)
   predict = make_predict_fn(model, config.data.image_size)
   validate = lambda s: evaluate_split(predict, s, config, builder, splits, "validation", mesh)
-  log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
-  val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
   batches = parallel.prefetch_to_mesh(
       method.train_inputs(config, data, builder, splits, mesh, start), mesh,
       config.data.prefetch_to_device)
+  batches = itertools.chain([next(batches)], batches)  # A data error stops the run here.
+  if is_chief:
+    write_config(workdir, config)
+  log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
+  val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
 
   total = config.num_train_steps
-  preemption = PreemptionWatch(check_every=config.log_every)
   progress = Progress(total, start, enabled=is_chief)
+  writer = checkpointing.CheckpointWriter(
+      manager, start, progress.print if is_chief else lambda line: None)
   window_start, window_steps = time.time(), 0
   for step in range(start + 1, total + 1):
     state, metrics = train_step(state, next(batches))
@@ -162,19 +172,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str, context) -> dict | N
                                      f"lr {metrics['learning_rate']:.2e} "
                                      f"{metrics['images_per_sec']:.1f} img/s"))
       window_start, window_steps = time.time(), 0
+      writer.poll()
     progress.update(step, f"loss {float(metrics['loss']):.4f}" if step % config.log_every == 0
                     else "")
     if step % config.checkpoint_every == 0 or step == total:
-      _checkpoint(method, step, state, manager, validate, val_log, progress, is_chief)
+      _checkpoint(method, step, state, writer, validate, val_log, progress, is_chief)
       window_start, window_steps = time.time(), 0
     elif step < total and preemption.should_stop(step):
-      checkpointing.save(manager, step, state)
-      manager.wait_until_finished()
+      writer.save(step, state)
+      writer.wait()
       progress.print(f"Stopped by SIGTERM at step {step}; checkpoint saved. Run the same "
                      "command again to resume.")
       return None
   progress.close()
-  manager.wait_until_finished()
+  writer.wait()
   if is_chief:
     plots.plot_training_curves(workdir)
     method.write_samples(config, data, builder, splits, model, state, workdir)
