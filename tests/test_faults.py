@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from data_pipeline.errors import UserError
@@ -224,3 +225,11 @@ def test_compare_names_a_directory_that_is_not_a_run(finished, tmp_path):
   result = run_cli([sys.executable, "-m", "wsrtl_jax", "compare", str(finished),
                     str(tmp_path / "missing")])
   assert_one_line_error(result, f"'{tmp_path / 'missing'}' is not a training workdir")
+
+
+def test_compare_refuses_runs_of_different_shapes(finished, tmp_path, monkeypatch):
+  shapes = iter([(2,), (3,)])  # Two runs' latest parameters, of different widths.
+  monkeypatch.setattr(compare, "_latest_state",
+                      lambda workdir: (12, {"params": {"w": np.zeros(next(shapes))}}))
+  with pytest.raises(UserError, match="train networks of different shapes"):
+    compare.compare_runs(str(finished), str(finished))
