@@ -26,7 +26,8 @@ class MetricsLog:
       return
     rows = read_jsonl(self.path)
     if os.path.exists(self.path):
-      write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= resume_step))
+      kept = [r for r in rows if r["step"] <= resume_step]
+      write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
     self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"),
                                           filename_suffix="." + filename.split(".")[0])
 

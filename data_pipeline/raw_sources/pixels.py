@@ -54,7 +54,8 @@ def read_images(seq: SequenceSource) -> Iterator[tuple[FrameSource, np.ndarray |
     if image is not None:
       yield f, image, None
     elif os.path.isfile(f.image):
-      yield f, None, Problem(f.image, "is truncated or cannot be decoded as an image", "unreadable image", 1)
+      yield f, None, Problem(f.image, "is truncated or cannot be decoded as an image",
+                             "unreadable image", 1)
     else:
       yield f, None, Problem(f.image, "missing (it was there when the dataset was listed)",
                              "missing image", 1)
