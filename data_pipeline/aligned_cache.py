@@ -185,25 +185,42 @@ def prepare(index: raw_sources.SourceIndex, directory: str, image_size: int, enl
 
 def summarize(index: raw_sources.SourceIndex, paths: list[str]) -> dict:
   """What went into the store and what was left out: subjects, sequences and frames kept,
-  positives and unknown labels per AU, frames without landmarks, frames skipped and why, and
-  the problems found (one line each)."""
+  frames per subject, positives and unknown labels per AU, frames without landmarks, frames
+  skipped and why, the subjects that lost every frame (with why) and the problems found (one
+  line each)."""
   cached = [(seq, load(path, with_images=False)) for seq, path in zip(index.sequences, paths)]
   kept = [(seq, aligned) for seq, aligned in cached if len(aligned.frames)]
   labels = np.concatenate([a.labels for _, a in kept] or [np.zeros((0, len(index.aus)), np.int8)])
   sources = np.concatenate([a.landmark_source for _, a in kept] or [np.zeros(0, np.int8)])
   skipped = collections.Counter()
-  for _, aligned in cached:
+  per_subject: dict[str, int] = collections.Counter({s: 0 for s in index.subject_group})
+  lost_why: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  for seq, aligned in cached:
     skipped.update(aligned.skipped)
+    per_subject[seq.subject] += len(aligned.frames)
+    lost_why[seq.subject].update(aligned.skipped)
   for problem in index.problems:
     if problem.frames:
       skipped[problem.reason] += problem.frames
   return {
       "subjects": len({seq.subject for seq, _ in kept}), "sequences": len(kept),
       "frames": int(labels.shape[0]),
+      "frames_per_subject": dict(sorted(per_subject.items())),
       "positives_per_au": {f"AU{a}": int((labels[:, i] == 1).sum())
                            for i, a in enumerate(index.aus)},
       "unknown_per_au": {f"AU{a}": int((labels[:, i] < 0).sum()) for i, a in enumerate(index.aus)},
       "frames_without_landmarks": {source: int((sources == k).sum())
                                    for k, source in enumerate(LANDMARK_SOURCES) if k},
       "frames_skipped": dict(sorted(skipped.items())),
+      "subjects_without_frames": {s: dict(sorted(lost_why[s].items()))
+                                  for s, n in sorted(per_subject.items()) if not n},
       "problems": [f"{p.path}: {p.message}" for p in index.problems]}
+
+
+def describe_lost(lost: dict[str, dict[str, int]], subjects: list[str] | None = None) -> str:
+  """`subjects` (default: all of `lost`, a summary's `subjects_without_frames`) with why each
+  has no frames, e.g. "F007 (5 no face found), M011 (4 no face found, 1 unreadable image)"."""
+  def reasons(subject: str) -> str:
+    why = lost.get(subject, {})
+    return ", ".join(f"{n} {reason}" for reason, n in why.items()) or "no frames in the source"
+  return ", ".join(f"{s} ({reasons(s)})" for s in (lost if subjects is None else subjects))

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from data_pipeline import aligned_cache, folds, raw_sources
 from data_pipeline.au_sets import AU_SETS
+from data_pipeline.errors import EmptySplitError
 from data_pipeline.progress import Progress
 
 VAL_FRACTION = 0.1  # Share of the training subjects held out for validation (at least one).
@@ -100,8 +101,8 @@ class _FaceStore(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """The frames, labels and landmarks the raw source in `manual_dir` holds."""
 
   @abc.abstractmethod
-  def _groups(self, index: raw_sources.SourceIndex) -> dict[str, list[str]]:
-    """Split name -> subjects."""
+  def _groups(self, index: raw_sources.SourceIndex, summary: dict) -> dict[str, list[str]]:
+    """Split name -> subjects, given what alignment kept (aligned_cache.summarize)."""
 
   def _info(self) -> tfds.core.DatasetInfo:
     aus = AU_SETS.get(self.DATASET, ())
@@ -119,12 +120,26 @@ class _FaceStore(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                                         manual_dir, c.image_size, c.enlarge)
     paths = aligned_cache.prepare(index, directory, c.image_size, c.enlarge,
                                   _AlignProgress(len(index.sequences)))
-    self.info.metadata["summary"] = aligned_cache.summarize(index, paths)
+    summary = aligned_cache.summarize(index, paths)
+    self.info.metadata["summary"] = summary
+    frames = summary["frames_per_subject"]
+    groups = self._groups(index, summary)
+    for split, members in groups.items():
+      if not any(frames.get(s) for s in members):
+        lost = aligned_cache.describe_lost(summary["subjects_without_frames"], members)
+        raise self._empty(split, f"its subjects {lost} have none" if members
+                          else "no subject is in it")
+    self.info.metadata["split_subjects"] = {
+        split: sorted(s for s in members if frames.get(s)) for split, members in groups.items()}
     subjects = sorted({seq.subject for seq in index.sequences})
     identities = {s: i for i, s in enumerate(subjects)}
     sequences = list(zip(index.sequences, paths))
     return {split: self._generate_examples(sequences, set(members), identities)
-            for split, members in self._groups(index).items()}
+            for split, members in groups.items()}
+
+  def _empty(self, split: str, why: str) -> EmptySplitError:
+    return EmptySplitError(f"{self.name}/{self.builder_config.name} not built: the {split} "
+                           f"split would have no frames: {why}")
 
   def _generate_examples(self, sequences, subjects: set[str], identities: dict[str, int]):
     for seq, path in sequences:
@@ -146,12 +161,21 @@ class _LabelledStore(_FaceStore, skip_registration=True):
   def _discover(self, manual_dir: str) -> raw_sources.SourceIndex:
     return raw_sources.discover(self.DATASET, manual_dir)
 
-  def _groups(self, index: raw_sources.SourceIndex) -> dict[str, list[str]]:
+  def _groups(self, index: raw_sources.SourceIndex, summary: dict) -> dict[str, list[str]]:
+    """Validation is held out of the training subjects that have frames after alignment."""
     test_group = self.builder_config.test_group
-    test = [s for s, g in index.subject_group.items() if g == test_group]
-    pool = [s for s, g in index.subject_group.items() if g != test_group]
-    train, val = folds.carve_validation(pool, max(1, round(VAL_FRACTION * len(pool))))
-    return {"train": train, "validation": val, "test": test}
+    test = sorted(s for s, g in index.subject_group.items() if g == test_group)
+    pool = sorted(s for s, g in index.subject_group.items() if g != test_group)
+    usable = [s for s in pool if summary["frames_per_subject"].get(s)]
+    lost = [s for s in pool if s not in usable]
+    if len(usable) < 2:
+      described = aligned_cache.describe_lost(summary["subjects_without_frames"], lost)
+      raise self._empty("validation" if usable else "train",
+                        f"of the training subjects only {', '.join(usable) or 'none'} have frames"
+                        + (f" ({described} have none)" if lost else "")
+                        + "; training and validation need one each")
+    train, val = folds.carve_validation(usable, max(1, round(VAL_FRACTION * len(usable))))
+    return {"train": train + lost, "validation": val, "test": test}
 
 
 def _instructions(name: str, raw: str, landmarks: str, parts: str) -> str:
@@ -221,5 +245,5 @@ class FaceVideos(_FaceStore):
   def _discover(self, manual_dir: str) -> raw_sources.SourceIndex:
     return raw_sources.discover_videos(manual_dir, self.builder_config.identity_from_top_folder)
 
-  def _groups(self, index: raw_sources.SourceIndex) -> dict[str, list[str]]:
+  def _groups(self, index: raw_sources.SourceIndex, summary: dict) -> dict[str, list[str]]:
     return {"train": sorted({seq.subject for seq in index.sequences})}

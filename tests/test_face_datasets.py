@@ -1,7 +1,10 @@
 """Fixture trees in each raw layout build into stores whose frames, positives, folds and validation
 subjects are exactly what the fixture wrote; bad input fails clearly and leaves no store."""
+import os
 import re
 import sys
+
+import cv2
 
 import numpy as np
 import pytest
@@ -81,6 +84,61 @@ def test_bp4d_summary_counts(bp4d):
                                        "subject not in the standard partition": 3,
                                        "unreadable image": 1}
   assert any("M007_T1.csv" in p and "52x" in p for p in summary["problems"])
+
+
+def _bp4d_without_faces(root: str, subjects: tuple[str, ...]):
+  """The BP4D fixture tree where `subjects` have no landmarks file and only flat grey frames: no
+  face can be found in them, so alignment drops every one."""
+  truth = raw_fixtures.write_bp4d_raw(root)
+  for f in truth.frames:
+    image = os.path.join(root, f.subject, f.sequence.split("/")[1], f"{f.frame}.jpg")
+    if f.subject in subjects and os.path.exists(image):
+      cv2.imwrite(image, np.full((raw_fixtures.SIZE, raw_fixtures.SIZE, 3), 128, np.uint8))
+  for subject in subjects:
+    path = os.path.join(root, "landmarks", f"{subject}_T1.csv")
+    if os.path.exists(path):
+      os.remove(path)
+  return truth
+
+
+def test_a_held_out_subject_without_a_face_is_replaced_and_every_fold_builds(tmp_path):
+  """F003 would be fold 3's only validation subject (BP4D_FOLDS); it loses every frame, so
+  validation is held out of the training subjects that have frames, and the summary says who
+  lost what."""
+  truth = _bp4d_without_faces(str(tmp_path / "raw"), ("F003",))
+  summary = prepare.prepare("bp4d", truth.root, str(tmp_path / "store"))
+  assert summary["failed"] == {}
+  assert summary["subjects_without_frames"] == {"F003": {"no face found": 5}}
+  subjects = summary["split_subjects"]
+  assert subjects["bp4d/fold3"] == {"train": ["F015", "M011"], "validation": ["F007"],
+                                    "test": ["F001", "M007"]}
+  assert subjects["bp4d/fold2"]["test"] == ["M011"]
+  for fold, validation in ((1, "F001"), (2, "F001"), (3, "F007")):
+    records = _store(f"bp4d/fold{fold}", str(tmp_path / "store"), "validation")
+    assert _subjects(records) == {validation}
+  text = prepare.format_summary(summary).splitlines()
+  assert "  subjects without frames: F003 (5 no face found)" in text
+  assert ("  bp4d/fold3: train 9 frames of 2 subjects, validation 4 frames of 1 subject (F007), "
+          "test 14 frames of 2 subjects (F001, M007)") in text
+
+
+def test_a_fold_whose_test_part_has_no_frames_is_one_line_and_the_others_build(tmp_path):
+  truth = _bp4d_without_faces(str(tmp_path / "raw"), ("F007", "F015"))
+  data_dir = str(tmp_path / "store")
+  result = run_cli([sys.executable, "-m", "wsrtl_jax", "prepare", "--dataset", "bp4d",
+                    "--manual_dir", truth.root, "--data_dir", data_dir])
+  assert result.returncode == 2, result.stderr
+  line = ("bp4d/fold1 not built: the test split would have no frames: its subjects F007 "
+          "(4 no face found), F015 (5 no face found) have none")
+  assert result.stdout.splitlines().count(line) == 1  # As it happens; the summary repeats it.
+  assert f"  {line}" in result.stdout.splitlines()
+  assert "Traceback" not in result.stdout + result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: bp4d/fold1 not built (why above); the other configs are ready")
+  assert not tfds.builder("bp4d/fold1", data_dir=data_dir).is_prepared()
+  for fold in (2, 3):
+    builder = tfds.builder(f"bp4d/fold{fold}", data_dir=data_dir)
+    assert builder.is_prepared() and builder.info.splits["test"].num_examples > 0
 
 
 def test_disfa_video_and_frame_folders(tmp_path):

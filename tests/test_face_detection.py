@@ -1,4 +1,9 @@
-"""Haar face detection, the template in a box, and tracking the main face through a video."""
+"""Haar face detection, the template in a box, and tracking the main face through a video.
+
+tests/data: astronaut_face.jpg is a crop of NASA's portrait of Eileen Collins (public domain);
+cameraman_profile.jpg a crop of scikit-image's `camera` photograph (CC0, Lav Varshney), a man
+seen almost in profile, looking into a camera.
+"""
 from __future__ import annotations
 
 import os
@@ -12,6 +17,7 @@ from data_pipeline.face_detection import (box_iou, detect_faces, template_landma
                                           track_main_face)
 
 FACE_PATH = os.path.join(os.path.dirname(__file__), "data", "astronaut_face.jpg")
+TURNED_PATH = os.path.join(os.path.dirname(__file__), "data", "cameraman_profile.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +52,28 @@ def test_detects_the_astronaut_face_large_and_centred(face):
 ], ids=["grey", "noise"])
 def test_no_face_in_flat_grey_or_noise(image):
   assert detect_faces(image).shape == (0, 4)
+
+
+@pytest.fixture(scope="module")
+def turned() -> np.ndarray:
+  return cv2.cvtColor(cv2.imread(TURNED_PATH), cv2.COLOR_BGR2RGB)
+
+
+def test_a_turned_face_the_frontal_cascade_misses_is_found(turned):
+  assert detect_faces(turned, profiles=False).shape == (0, 4)
+  boxes = detect_faces(turned)
+  assert boxes.shape == (1, 4)
+  x, y, w, h = boxes[0]
+  # The head spans x 65-175, y 25-160 of the 256 px photo.
+  assert 65 < x + w / 2 < 175 and 25 < y + h / 2 < 160
+  assert 0.3 * 256 < w == h < 0.6 * 256
+
+
+def test_faces_turned_either_way_are_found_in_mirrored_places(turned):
+  box = detect_faces(turned)[0]
+  mirrored = detect_faces(np.ascontiguousarray(turned[:, ::-1]))
+  assert len(mirrored) == 1
+  np.testing.assert_allclose(mirrored[0], [turned.shape[1] - box[0] - box[2], *box[1:]], atol=1)
 
 
 def _two_faces(face):

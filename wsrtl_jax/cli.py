@@ -109,6 +109,9 @@ def run(argv: list[str]) -> None:
     from data_pipeline import prepare
     summary = prepare.prepare(args.dataset, args.manual_dir, args.data_dir)
     print(prepare.format_summary(summary), flush=True)
+    if summary["failed"]:
+      raise UserError(f"{', '.join(summary['failed'])} not built (why above); the other configs "
+                      "are ready")
   elif args.command == "train":
     config = _config(args, overrides)
     workdir = _require_workdir(args)
