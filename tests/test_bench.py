@@ -1,10 +1,11 @@
 """`bench` prints one JSON line of step throughput and never imports TensorFlow."""
 import json
+import os
 import sys
 
 import pytest
 
-from tests.helpers import TINY_OVERRIDES, run_cli
+from tests.helpers import ROOT, TINY_OVERRIDES, run_cli
 
 BLOCK_TF_AND_RUN = (
     "import runpy, sys; sys.modules['tensorflow'] = None; "  # Any TF import now fails.
@@ -74,18 +75,41 @@ def test_bench_peer_times_the_same_step_in_pytorch():
       jax_line["images_per_sec"] / peer["images_per_sec"], rel=0.01)
 
 
-def test_bench_sweep_and_profile(tmp_path):
-  overrides = [f"--config.{k}={v}" for k, v in TINY_OVERRIDES.items()]
-  result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--sweep", "1,2", "--config",
-                    "configs/synthau_supervised.py", "--steps", "1", *overrides])
+def test_device_run_script_on_cpu_with_tiny_sizes(tmp_path):
+  """benchmarks/device_run.sh, the whole set of accelerator measurements, on tiny sizes and with
+  TensorFlow made unimportable (the accelerator hosts have none)."""
+  (tmp_path / "block").mkdir()
+  (tmp_path / "block" / "sitecustomize.py").write_text(
+      "import sys\nsys.modules['tensorflow'] = None  # Any TF import now fails.\n")
+  env = {**os.environ, "DEVICE_RUN_SIZE": "tiny", "PYTHON": sys.executable,
+         "PYTHONPATH": f"{tmp_path / 'block'}{os.pathsep}{ROOT}"}
+  out = tmp_path / "out"
+  result = run_cli(["benchmarks/device_run.sh", str(out)], env=env)
   assert result.returncode == 0, result.stderr[-3000:]
-  lines = [json.loads(l) for l in result.stdout.splitlines() if l.startswith("{")]
-  assert [(r["dtype"], r["per_device_batch"]) for r in lines] == [
-      (d, b) for d in ("float32", "bfloat16") for b in (1, 2)]
-  table = [l for l in result.stdout.splitlines() if l.startswith("| supervised | resnet18 |")]
-  assert len(table) == 4
-  trace = tmp_path / "trace"
-  result = run_cli([sys.executable, "-m", "wsrtl_jax", "bench", "--profile", str(trace),
-                    "--config", "configs/synthau_supervised.py", "--steps", "2", *overrides])
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert list(trace.rglob("*.xplane.pb"))
+  jobs = (out / "jobs.txt").read_text().splitlines()
+  for job in ("supervised", "wsrtl", "clp", "sweep"):
+    assert any(line.startswith(f"{job} exit 0 ") for line in jobs), (job, jobs)
+  rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+  first = {}
+  for row in rows:
+    first.setdefault(row["job"], row)
+  assert [first[j]["method"] for j in ("supervised", "wsrtl", "clp")] == [
+      "supervised", "wsrtl", "clp"]
+  assert [(r["dtype"], r["per_device_batch"]) for r in rows if r["job"] == "sweep"] == [
+      (d, b) for d in ("float32", "bfloat16") for b in (2, 4)]
+  report = (out / "results.md").read_text()
+  ratio = first["wsrtl"]["images_per_sec"] / first["supervised"]["images_per_sec"]
+  assert f"- wsrtl over the supervised step: {ratio:.2f} (img/s)" in report
+  assert report.count("| sweep | supervised | resnet18 | 32 |") == 4
+  # The profile of the WSRTL step, reduced to where its time goes.
+  profile = out / "wsrtl_profile"
+  assert (profile / "step.hlo.txt").exists() and list(profile.rglob("*.trace.json.gz"))
+  parts = {tuple(cell.strip() for cell in line.split("|")[1:3])
+           for line in report.splitlines() if line.startswith("| ")}
+  for part in [("forward", "backbone"), ("backward", "backbone"), ("forward", "inpaint_decoder"),
+               ("forward", "relation"), ("no gradient", "flow targets")]:
+    assert part in parts, part
+  shares = [float(line.split("|")[4].strip().rstrip("%")) for line in report.splitlines()
+            if line.startswith("| ") and line.split("|")[4].strip().endswith("%")
+            and line.split("|")[1].strip() in ("forward", "backward", "no gradient", "-")]
+  assert sum(shares) == pytest.approx(100, abs=1)

@@ -1,7 +1,6 @@
 """Times the compiled, sharded train step on synthetic device batches (no TensorFlow here)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import pathlib
 import subprocess
@@ -68,6 +67,8 @@ def _time(fn, args, steps: int, warmup: int) -> float:
 def _step_state_batch(config: ml_collections.ConfigDict, mesh) -> tuple:
   """The sharded train step of `config.method` on `mesh`, its state and a synthetic batch."""
   method = methods.get_method(config)
+  for key in method.batch_keys:  # UserError unless each splits over the devices.
+    parallel.local_batch_size(lookup(config, key), key, mesh)
   # A method without labels reads none (and its unlabelled corpora name no AUs).
   num_aus = len(aus_of(config.data.name)) if method.has_labels else 0
   model, optimizer, state = method.create(config, num_aus)
@@ -90,11 +91,16 @@ def cpu_flops_per_image(config: ml_collections.ConfigDict, devices: int) -> floa
   return _flops(step.lower(state, batch).compile()) / methods.images_per_step(share)
 
 
+PROFILE_STEPS = 3  # Steps traced after the timed ones (benchmarks/profile_table.py reads them).
+
+
 def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3,
               profile_dir: str | None = None) -> dict:
   """Compiles the train step of `config.method` once, then times `steps` steps on a fixed
-  synthetic batch (traced for the profiler into `profile_dir` if given), and adds the method's
-  own figures (`Method.bench_extras`: WSRTL's flow targets alone and their share of the step)."""
+  synthetic batch, and adds the method's own figures (`Method.bench_extras`: WSRTL's flow targets
+  alone and their share of the step). With `profile_dir`, PROFILE_STEPS more steps are traced
+  into it after the timing (so the profiler does not slow the timed steps), beside the compiled
+  step's HLO (`step.hlo.txt`) and the number of steps traced (`traced_steps.txt`)."""
   mesh = parallel.make_mesh(config.num_devices)
   size = config.data.image_size
   step, state, batch = _step_state_batch(config, mesh)
@@ -110,12 +116,19 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
   for _ in range(warmup):
     state, metrics = compiled(state, batch)
   jax.block_until_ready(metrics)
-  with jax.profiler.trace(profile_dir) if profile_dir else contextlib.nullcontext():
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      state, metrics = compiled(state, batch)
-    jax.block_until_ready((state, metrics))
-    step_s = (time.perf_counter() - t0) / steps
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready((state, metrics))
+  step_s = (time.perf_counter() - t0) / steps
+  if profile_dir:
+    pathlib.Path(profile_dir).mkdir(parents=True, exist_ok=True)
+    (pathlib.Path(profile_dir) / "step.hlo.txt").write_text(compiled.as_text())
+    (pathlib.Path(profile_dir) / "traced_steps.txt").write_text(f"{PROFILE_STEPS}\n")
+    with jax.profiler.trace(profile_dir):
+      for _ in range(PROFILE_STEPS):
+        state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
   memory = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
 
   images_per_sec = images / step_s
