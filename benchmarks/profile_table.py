@@ -17,7 +17,10 @@ import json
 import os
 import re
 
-_OP_NAME = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name=\"([^\"]*)\"")
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{\s*$")
+_INSTRUCTION = re.compile(r"^\s+(?:ROOT )?%?([\w.\-]+) = ")
+_SOURCE = re.compile(r'op_name="([^"]*)"')
+_CALLS = re.compile(r"calls=%?([\w.\-]+)")
 _OUTSIDE = "(outside the network: losses, optimizer, data ops)"
 _UNNAMED = "(no source in the HLO: layout copies, kernel reversals)"
 # Scopes that JAX's transformations and control flow add to a source path, not parts of a model.
@@ -25,12 +28,29 @@ _WRAPPERS = ("shard_map", "while", "body", "cond", "closed_call", "remat", "chec
 
 
 def op_sources(hlo_text: str) -> dict[str, str]:
-  """HLO instruction name -> the JAX source path of its op (metadata op_name)."""
-  sources = {}
+  """HLO instruction name -> the JAX source path of its op (metadata op_name); a fusion or call
+  without one takes that of the computation it calls (its root's, else its first op's)."""
+  sources, calls, computation_source = {}, {}, {}
+  computation, root = None, False
   for line in hlo_text.splitlines():
-    match = _OP_NAME.match(line)
-    if match:
-      sources.setdefault(match.group(1), match.group(2))
+    header = _COMPUTATION.match(line)
+    if header:
+      computation = header.group(1)
+      continue
+    match = _INSTRUCTION.match(line)
+    if not match:
+      continue
+    name, source = match.group(1), _SOURCE.search(line)
+    if source:
+      sources[name] = source.group(1)
+      root = line.lstrip().startswith("ROOT ")
+      if root or computation not in computation_source:
+        computation_source[computation] = source.group(1)
+    elif _CALLS.search(line):
+      calls[name] = _CALLS.search(line).group(1)
+  for name, callee in calls.items():
+    if callee in computation_source:
+      sources.setdefault(name, computation_source[callee])
   return sources
 
 
