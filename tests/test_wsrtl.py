@@ -1,5 +1,6 @@
 """WSRTL: the pieces of the step (token sampling, AU region masks, flow targets, face region,
 pseudo-labels) and the whole sharded step with each loss switched on or off by the config."""
+import json
 import sys
 
 import jax
@@ -163,6 +164,23 @@ def test_configs_name_a_method_and_a_model_that_exist(name):
     assert [CENTRE_AUS[i] for i in model.token_aus] == list(aus)
 
 
+def test_skill_is_zero_for_the_trivial_predictor_and_one_for_a_perfect_one():
+  """flow_skill against zero flow, inpainting_skill against each image's mean visible colour."""
+  rng = np.random.default_rng(0)
+  target = jnp.asarray(rng.normal(size=(2, 6, 6, 2)), jnp.float32)
+  face = jnp.asarray(rng.random((2, 6, 6)) > 0.3, jnp.float32)
+  ratio = lambda pair: float(pair[0] / pair[1])
+  assert ratio(wsrtl_method.flow_sums(jnp.zeros_like(target), target, face)) == pytest.approx(1.0)
+  assert ratio(wsrtl_method.flow_sums(target, target, face)) < 1e-2
+  pixels = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+  mask = jnp.zeros((2, 8, 8, 1)).at[:, 2:5, 3:6].set(1.0)
+  visible_mean = (pixels * (1 - mask)).sum((1, 2), keepdims=True) / (1 - mask).sum((1, 2),
+                                                                                  keepdims=True)
+  fill = jnp.broadcast_to(visible_mean, pixels.shape)
+  assert ratio(wsrtl_method.inpainting_sums(fill, pixels, mask)) == pytest.approx(1.0)
+  assert ratio(wsrtl_method.inpainting_sums(pixels, pixels, mask)) == 0.0
+
+
 WSRTL_TINY = {"wsrtl.pairs_batch_size": 8, "model.token_dim": 16, "model.relation_heads": 2,
               "wsrtl.flow.levels": 2, "wsrtl.semi.rampup_steps": 4, "num_train_steps": 8}
 
@@ -172,8 +190,13 @@ def test_train_cli_logs_every_loss_draws_samples_and_reports(tmp_path):
   result = run_cli(cli_args("train", workdir, config="configs/synthau_wsrtl.py", **WSRTL_TINY))
   assert result.returncode == 0, result.stderr[-3000:]
   rows = read_jsonl(workdir / "metrics.jsonl")
-  assert all({"loss_au", "loss_inpainting", "loss_flow", "loss_semi",
-              "pseudo_label_coverage"} <= r.keys() for r in rows)
+  assert all({"loss_au", "loss_inpainting", "loss_flow", "loss_semi", "pseudo_label_coverage",
+              "flow_skill", "inpainting_skill"} <= r.keys() for r in rows)
+  assert all(r["flow_skill"] <= 1 and r["inpainting_skill"] <= 1 for r in rows)
+  result = json.loads((workdir / "eval.json").read_text())
+  assert result["skill_pairs"] == 4 * 8  # Four batches of the test subjects' pairs.
+  assert np.isfinite(result["flow_skill"]) and result["flow_skill"] <= 1
+  assert np.isfinite(result["inpainting_skill"]) and result["inpainting_skill"] <= 1
   with Image.open(workdir / "wsrtl_samples.png") as image:
     assert image.format == "PNG" and image.size[0] > 800 and image.size[1] > 1000
   report = run_cli([sys.executable, "-m", "wsrtl_jax", "report", str(workdir)])

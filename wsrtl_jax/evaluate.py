@@ -15,7 +15,8 @@ from jax.experimental import multihost_utils
 from data_pipeline import augment_params
 from data_pipeline.au_sets import CENTRE_AUS
 from data_pipeline.errors import UserError
-from wsrtl_jax import checkpointing, image_ops, logging_utils, metrics, parallel, plots
+from wsrtl_jax import (checkpointing, image_ops, logging_utils, methods, metrics, parallel,
+                       plots)
 from wsrtl_jax.experiment import data_source, setup
 from wsrtl_jax.train_state import TrainState
 
@@ -96,6 +97,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
   state = checkpointing.restore(manager, chosen, state)
   predict = make_predict_fn(model, config.data.image_size)
   result = evaluate_split(predict, state, config, builder, splits, which, mesh)
+  result.update(methods.get_method(config).evaluate_extras(config, builder, splits, model, state,
+                                                           which))
   result.update(step=int(chosen), split=which, dataset=config.data.name, fold=config.data.fold)
   if jax.process_index() == 0:
     logging_utils.write_atomic(os.path.join(workdir, name), json.dumps(result, indent=2))

@@ -39,6 +39,8 @@ class Method:
   check_config(config): raises UserError for a config the method cannot train.
   write_samples(config, data, builder, splits, model, state, workdir) -> the path of the sample
       sheet (PNG) of the trained network, or None if the method draws none.
+  evaluate_extras(config, builder, splits, model, state, which) -> extra fields of the
+      evaluation's JSON (e.g. how much better than a trivial predictor the auxiliary tasks are).
   batch_keys: the config keys of the global batch sizes a step consumes (each must split over
       the devices).
   bench_extras(config, batch, mesh, step_seconds, timer) -> extra `bench` fields (e.g. the
@@ -54,6 +56,7 @@ class Method:
   has_labels: bool = True
   check_config: Callable[[ml_collections.ConfigDict], None] = lambda config: None
   write_samples: Callable[..., str | None] = lambda *args: None
+  evaluate_extras: Callable[..., dict] = lambda *args: {}
   batch_keys: tuple[str, ...] = ("global_batch_size",)
   bench_extras: Callable[..., dict] = lambda *args: {}
 

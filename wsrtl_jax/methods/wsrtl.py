@@ -72,6 +72,32 @@ def flow_target(frames: jnp.ndarray, stride: int, config: ml_collections.ConfigD
   return pool_to(full, full.shape[1] // stride) / stride
 
 
+def inpainting_sums(reconstruction: jnp.ndarray, pixels: jnp.ndarray, mask: jnp.ndarray
+                    ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """L1 over the masked pixels [B, s, s, 1] of the reconstruction [B, s, s, 3] against `pixels`,
+  and that of a mean-colour fill (each image's mean colour over its unmasked pixels, what the
+  input shows): the loss's numerator and the trivial predictor's, for `inpainting_skill`."""
+  visible = 1.0 - mask
+  fill = (pixels * visible).sum((1, 2), keepdims=True) / jnp.maximum(
+      visible.sum((1, 2), keepdims=True), 1.0)
+  return (jnp.abs(reconstruction - pixels) * mask).sum(), (jnp.abs(fill - pixels) * mask).sum()
+
+
+def flow_sums(predicted: jnp.ndarray, target: jnp.ndarray, face: jnp.ndarray
+              ) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """End-point error [B, s, s, 2] summed over the face cells [B, s, s], of the prediction and of
+  predicting zero flow: the loss's numerator and the trivial predictor's, for `flow_skill`."""
+  epe = jnp.sqrt(jnp.sum((predicted - target) ** 2, axis=-1) + 1e-6)
+  zero = jnp.sqrt(jnp.sum(target ** 2, axis=-1) + 1e-6)
+  return (epe * face).sum(), (zero * face).sum()
+
+
+def skill(error_sum: jnp.ndarray, baseline_sum: jnp.ndarray) -> jnp.ndarray:
+  """1 - error / trivial predictor's error, over every device (0: no better than it, 1: exact)."""
+  return 1.0 - jax.lax.psum(error_sum, AXIS) / jnp.maximum(jax.lax.psum(baseline_sum, AXIS),
+                                                            1e-12)
+
+
 def rampup(step: jnp.ndarray, steps: int) -> jnp.ndarray:
   """Laine & Aila's sigmoid ramp-up exp(-5 (1 - t)^2), from 0 at step 0 to 1 at `steps`."""
   t = jnp.clip(step / max(steps, 1), 0.0, 1.0)
@@ -140,26 +166,27 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
       logits = out["logits"]
       terms = {"au": global_mean(*losses.weighted_bce_sum(logits[:n], lab["label"],
                                                            au_weights))}
-      total = terms["au"]
+      total, sums = terms["au"], {}
       if inpaint:
         reconstruction = out["reconstruction"]
         pixels = pool_to(targets["pixels"], reconstruction.shape[1])
         mask = pool_to(targets["mask"][..., None].astype(jnp.float32), reconstruction.shape[1])
-        error = jnp.abs(reconstruction - pixels) * mask
-        terms["inpainting"] = global_mean(error.sum(), 3.0 * mask.sum())
+        sums["inpainting"] = inpainting_sums(reconstruction, pixels, mask)
+        terms["inpainting"] = global_mean(sums["inpainting"][0], 3.0 * mask.sum())
         total += w.inpainting.weight * terms["inpainting"]
       if predict_flow:
         face = targets["face"].astype(jnp.float32)
-        epe = jnp.sqrt(jnp.sum((out["flow"] - targets["flow"]) ** 2, axis=-1) + 1e-6)
-        terms["flow"] = global_mean((epe * face).sum(), face.sum())
+        sums["flow"] = flow_sums(out["flow"], targets["flow"], face)
+        terms["flow"] = global_mean(sums["flow"][0], face.sum())
         total += w.flow.weight * terms["flow"]
       if semi:
         loss_sum, _ = losses.weighted_bce_sum(logits[n:], targets["pseudo"], au_weights)
         terms["semi"] = global_mean(loss_sum, jnp.float32(targets["pseudo"].size))
         total += w.semi.weight * rampup(state.step, w.semi.rampup_steps) * terms["semi"]
-      return total, (terms, new_vars["batch_stats"])
+      return total, (terms, jax.lax.stop_gradient(sums), new_vars["batch_stats"])
 
-    (local_loss, (terms, batch_stats)), grads = global_value_and_grad(loss_fn, state.params)
+    (local_loss, (terms, sums, batch_stats)), grads = global_value_and_grad(loss_fn,
+                                                                            state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     teacher = state.teacher
@@ -169,6 +196,7 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
     metrics = {"loss": jax.lax.psum(local_loss, AXIS), "grad_norm": optax.tree.norm(grads),
                "learning_rate": schedule(state.step)}
     metrics.update({f"loss_{k}": jax.lax.psum(v, AXIS) for k, v in terms.items()})
+    metrics.update({f"{k}_skill": skill(*v) for k, v in sums.items()})
     if semi:
       confident = jnp.mean((targets["pseudo"] >= 0).astype(jnp.float32))
       metrics["pseudo_label_coverage"] = jax.lax.pmean(confident, AXIS)
@@ -179,29 +207,87 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   return train_step
 
 
+def _aux_outputs(model, config: ml_collections.ConfigDict, variables: dict, pairs: dict,
+                 key: jax.Array) -> tuple:
+  """The auxiliary tasks on pairs in inference mode (BatchNorm's running statistics), masks
+  drawn as in training: (frames [B, 2, S, S, 3] 0-255, mask [B, S, S], masked first frames,
+  the network's outputs on them)."""
+  w, size = config.wsrtl, config.data.image_size
+  frames = image_ops.finish_images(pairs["image"], pairs["flip"], pairs["jitter"], size)
+  first, centres = frames[:, 0], pairs["au_centres"][:, 0]
+  scores = jax.random.uniform(key, (first.shape[0], len(model.token_aus)))
+  mask = region_mask(scores, centres[:, jnp.asarray(model.token_aus)], w.inpainting.num_masked,
+                     w.inpainting.patch_fraction * size, size)
+  masked = jnp.where(mask[..., None], IMAGE_MEAN, first)
+  out = model.apply(variables, masked, centres, train=False, method=model.train_outputs)
+  return frames, mask, masked, out
+
+
 def make_sample_fn(model, config: ml_collections.ConfigDict) -> Callable:
   """Jitted outputs of the auxiliary tasks on pairs, for the sample sheet: the intact first
   frames, the masked inputs, the reconstructions (the decoder's pixels in the masked regions,
   the input elsewhere; 0-255), and the target and predicted flow (BatchNorm in inference
   mode)."""
-  w, size = config.wsrtl, config.data.image_size
-  token_aus = jnp.asarray(model.token_aus)
 
   @jax.jit
   def sample(variables: dict, pairs: dict, key: jax.Array) -> dict[str, jnp.ndarray]:
-    frames = image_ops.finish_images(pairs["image"], pairs["flip"], pairs["jitter"], size)
-    first, centres = frames[:, 0], pairs["au_centres"][:, 0]
-    scores = jax.random.uniform(key, (first.shape[0], len(model.token_aus)))
-    mask = region_mask(scores, centres[:, token_aus], w.inpainting.num_masked,
-                       w.inpainting.patch_fraction * size, size)
-    masked = jnp.where(mask[..., None], IMAGE_MEAN, first)
-    out = model.apply(variables, masked, centres, train=False, method=model.train_outputs)
+    frames, mask, masked, out = _aux_outputs(model, config, variables, pairs, key)
+    first = frames[:, 0]
     filled = jax.image.resize(denormalize(out["reconstruction"]), first.shape, "linear")
     return {"input": first, "masked": masked,
             "reconstruction": jnp.where(mask[..., None], filled, first),
-            "target_flow": flow_target(frames, 4, w.flow), "predicted_flow": out["flow"]}
+            "target_flow": flow_target(frames, 4, config.wsrtl.flow),
+            "predicted_flow": out["flow"]}
 
   return sample
+
+
+def make_skill_fn(model, config: ml_collections.ConfigDict) -> Callable:
+  """Jitted (error, trivial predictor's error) sums of each auxiliary task that is on, on a batch
+  of pairs, as the train step computes them but in inference mode."""
+  w, size = config.wsrtl, config.data.image_size
+
+  @jax.jit
+  def sums(variables: dict, pairs: dict, key: jax.Array) -> dict[str, tuple]:
+    frames, mask, _, out = _aux_outputs(model, config, variables, pairs, key)
+    result = {}
+    if w.inpainting.weight > 0:
+      side = out["reconstruction"].shape[1]
+      result["inpainting"] = inpainting_sums(
+          out["reconstruction"], pool_to(normalize_image(frames[:, 0], jnp.float32), side),
+          pool_to(mask[..., None].astype(jnp.float32), side))
+    if w.flow.weight > 0:
+      face = face_region(pairs["landmarks"][:, 0], size, 4).astype(jnp.float32)
+      result["flow"] = flow_sums(out["flow"], flow_target(frames, 4, w.flow), face)
+    return result
+
+  return sums
+
+
+def evaluate_extras(config: ml_collections.ConfigDict, builder, splits, model,
+                    state: TrainState, which: str, batches: int = 4) -> dict:
+  """`flow_skill` and `inpainting_skill` of `state` (those whose loss is on) on `batches`
+  batches of pairs of the `which` split's subjects, with `skill_pairs` (how many)."""
+  if config.wsrtl.inpainting.weight <= 0 and config.wsrtl.flow.weight <= 0:
+    return {}
+  from wsrtl_jax.experiment import data_source  # At the edge: streams need TensorFlow.
+  on_device = config.copy_and_resolve_references()
+  on_device.data.flow_cache = ""  # Targets computed here: a cache covers training pairs only.
+  part = dataclasses.replace(splits, train=getattr(splits, which))
+  stream = data_source(config).train_stream(on_device, builder, part, "pairs",
+                                            config.wsrtl.pairs_batch_size)
+  variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+  sums_of = make_skill_fn(model, config)
+  totals: dict[str, np.ndarray] = {}
+  for i in range(batches):
+    pairs = next(stream)
+    sums = jax.device_get(sums_of(variables, {k: pairs[k] for k in PAIR_KEYS},
+                                  jax.random.key(config.seed + i)))
+    for task, pair in sums.items():
+      totals[task] = totals.get(task, 0.0) + np.asarray(pair, np.float64)
+  return {**{f"{task}_skill": round(float(1.0 - error / max(baseline, 1e-12)), 4)
+             for task, (error, baseline) in totals.items()},
+          "skill_pairs": batches * config.wsrtl.pairs_batch_size}
 
 
 def create(config: ml_collections.ConfigDict, num_aus: int):
@@ -280,6 +366,7 @@ METHOD = Method(
     images_per_step=images_per_step,
     check_config=lambda config: needs_section(config, "configs/synthau_wsrtl.py"),
     write_samples=write_samples,
+    evaluate_extras=evaluate_extras,
     batch_keys=("global_batch_size", "wsrtl.pairs_batch_size"),
     bench_extras=bench_extras,
 )
