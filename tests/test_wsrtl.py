@@ -169,7 +169,10 @@ def test_skill_is_zero_for_the_trivial_predictor_and_one_for_a_perfect_one():
   rng = np.random.default_rng(0)
   target = jnp.asarray(rng.normal(size=(2, 6, 6, 2)), jnp.float32)
   face = jnp.asarray(rng.random((2, 6, 6)) > 0.3, jnp.float32)
-  ratio = lambda pair: float(pair[0] / pair[1])
+
+  def ratio(pair):
+    return float(pair[0] / pair[1])
+
   assert ratio(wsrtl_method.flow_sums(jnp.zeros_like(target), target, face)) == pytest.approx(1.0)
   assert ratio(wsrtl_method.flow_sums(target, target, face)) < 1e-2
   pixels = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
