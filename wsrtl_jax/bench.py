@@ -122,9 +122,10 @@ def benchmark(config: ml_collections.ConfigDict, steps: int = 20, warmup: int = 
   jax.block_until_ready((state, metrics))
   step_s = (time.perf_counter() - t0) / steps
   if profile_dir:
-    pathlib.Path(profile_dir).mkdir(parents=True, exist_ok=True)
-    (pathlib.Path(profile_dir) / "step.hlo.txt").write_text(compiled.as_text())
-    (pathlib.Path(profile_dir) / "traced_steps.txt").write_text(f"{PROFILE_STEPS}\n")
+    folder = pathlib.Path(profile_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "step.hlo.txt").write_text(compiled.as_text())
+    (folder / "traced_steps.txt").write_text(f"{PROFILE_STEPS}\n")
     with jax.profiler.trace(profile_dir):
       for _ in range(PROFILE_STEPS):
         state, metrics = compiled(state, batch)
