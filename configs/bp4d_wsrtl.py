@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.global_batch_size = 128
   c.wsrtl.pairs_batch_size = 128
 
+  c.paper_row = "wsrtl_bp4d"
   c.data.name = "bp4d"
   c.data.fold = 1
   c.data.num_val_subjects = 3  # Of the ~27 training subjects of a fold.

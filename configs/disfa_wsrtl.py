@@ -12,6 +12,7 @@ from configs import bp4d_wsrtl
 
 def get_config() -> ml_collections.ConfigDict:
   c = bp4d_wsrtl.get_config()
+  c.paper_row = "wsrtl_disfa"
   c.data.name = "disfa"
   c.data.num_val_subjects = 2
   c.data.pair_gap = 4  # 20 fps video: pairs 0.2 s apart.

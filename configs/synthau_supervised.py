@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = "supervised"  # supervised | wsrtl | clp (configs/synthau_wsrtl.py, synthau_clp.py).
   c.seed = 0
+  c.paper_row = ""  # A paper's per-AU row that `protocol` prints beside ours (wsrtl_jax.paper_rows).
   c.num_train_steps = 1600
   c.global_batch_size = 32
   c.num_devices = 0  # 0 = every device of every host.

@@ -1,5 +1,5 @@
-"""Command line: `python -m wsrtl_jax {prepare,train,evaluate,linear_eval,factors,bench,compare,
-report}`.
+"""Command line: `python -m wsrtl_jax {prepare,train,protocol,evaluate,linear_eval,factors,bench,
+compare,report,import_weights,predict}`.
 
 Heavy imports (TensorFlow, the data path) happen inside the commands that need them, so `bench`
 runs where TensorFlow is not installed.
@@ -25,6 +25,9 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
             build the tfds store(s) of bp4d, disfa, gft, face_videos (or synthau) and summarise
   train     --config FILE [--config.KEY=VALUE ...] --workdir DIR   train (resumes if DIR has checkpoints)
             [--distributed [--coordinator HOST:PORT --num_processes N --process_id I]]
+  protocol  --config FILE [--config.KEY=VALUE ...] --workdir DIR [--folds 1,2,3] [--seeds 0]
+            train every fold x seed into DIR/fold{k}_seed{s} (finished ones skipped), then the
+            per-AU F1 table: each fold, the mean over folds +- std over seeds, the paper's row
   evaluate  --workdir DIR [--split test|validation] [--step N]     re-evaluate a trained run
   linear_eval --workdir PRETRAIN_DIR --config FILE [--config.KEY=VALUE ...] [--out DIR]
             [--random_init]    probe a pretraining run's frozen features (or the same network
@@ -50,8 +53,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   """Splits the config overrides from the other flags and parses those."""
   overrides, rest = split_overrides(argv)
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
-  parser.add_argument("command", choices=["prepare", "train", "evaluate", "linear_eval",
-                                          "factors", "bench", "compare", "report"])
+  parser.add_argument("command", choices=["prepare", "train", "protocol", "evaluate",
+                                          "linear_eval", "factors", "bench", "compare", "report"])
   parser.add_argument("dirs", nargs="*", help="the workdirs of `compare` and `report`")
   parser.add_argument("--markdown", action="store_true")
   parser.add_argument("--config")
@@ -60,6 +63,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser.add_argument("--random_init", action="store_true")
   parser.add_argument("--split", default="test", choices=["test", "validation"])
   parser.add_argument("--step", type=int)
+  parser.add_argument("--folds", default="1,2,3")
+  parser.add_argument("--seeds", default="0")
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--input", action="store_true")
   parser.add_argument("--peer", action="store_true")
@@ -118,6 +123,13 @@ def run(argv: list[str]) -> None:
     from wsrtl_jax import models, train
     models.check_model_config(config)
     train.train_and_evaluate(config, workdir)
+  elif args.command == "protocol":
+    config = _config(args, overrides)
+    workdir = _require_workdir(args)
+    from wsrtl_jax import models, protocol
+    models.check_model_config(config)
+    protocol.run_protocol(config, workdir, protocol.parse_ints(args.folds, "--folds"),
+                          protocol.parse_ints(args.seeds, "--seeds"))
   elif args.command == "evaluate":
     workdir = _require_workdir(args)
     config = override_config(saved_config(workdir), overrides)
@@ -172,7 +184,7 @@ def run(argv: list[str]) -> None:
 
 
 def main() -> None:
-  if sys.argv[1:2] == ["train"]:
+  if sys.argv[1:2] in (["train"], ["protocol"]):
     from wsrtl_jax import preemption
     preemption.install()  # Before the heavy imports: SIGTERM during start-up stops cleanly too.
   try:

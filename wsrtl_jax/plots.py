@@ -52,24 +52,34 @@ def plot_training_curves(workdir: str) -> str:
   return _save(plt, fig, os.path.join(workdir, "training_curves.png"))
 
 
-def plot_per_au_f1(result: dict, path: str) -> str:
-  """Bar chart of per-AU F1 of an `eval.json` result beside the all-positive chance F1."""
+def plot_per_au_rows(rows: dict[str, dict[str, float]], path: str, title: str,
+                     grey_last: bool = False) -> str:
+  """Grouped bars of per-AU F1 (one group per AU, one bar per row, its average in the legend);
+  `grey_last`: the last row is a reference drawn in grey."""
   plt = _pyplot()
-  names = list(result["per_au_f1"])
-  x = range(len(names))
-  fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names)), 3.4))
-  ax.bar([i - 0.2 for i in x], [100 * result["per_au_f1"][n] for n in names], 0.4,
-         label=f"model (avg {100 * result['avg_f1']:.1f})")
-  chance = result["chance_all_positive"]
-  ax.bar([i + 0.2 for i in x], [100 * chance[n] for n in names], 0.4, color="lightgray",
-         label=f"all-positive (avg {100 * sum(chance.values()) / len(chance):.1f})")
-  ax.set_xticks(list(x), names)
+  names = list(next(iter(rows.values())))
+  width = 0.8 / len(rows)
+  fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(names) * (len(rows) + 1)), 3.4))
+  for r, (row, per_au) in enumerate(rows.items()):
+    known = [v for v in per_au.values() if v is not None]
+    grey = dict(color="lightgray") if grey_last and r == len(rows) - 1 else {}
+    ax.bar([i + (r - (len(rows) - 1) / 2) * width for i in range(len(names))],
+           [100 * (per_au.get(n) or 0) for n in names], width,
+           label=f"{row} (avg {100 * sum(known) / len(known):.1f})", **grey)
+  ax.set_xticks(list(range(len(names))), names)
   ax.set_ylabel("F1")
   ax.set_ylim(0, 100)
-  ax.set_title(f"{result['dataset']} fold {result['fold']}, {result['split']} split, "
-               f"step {result['step']}")
+  ax.set_title(title)
   ax.legend(loc="upper left", fontsize=8)
   return _save(plt, fig, path)
+
+
+def plot_per_au_f1(result: dict, path: str) -> str:
+  """Bar chart of per-AU F1 of an `eval.json` result beside the all-positive chance F1."""
+  return plot_per_au_rows(
+      {"model": result["per_au_f1"], "all-positive": result["chance_all_positive"]}, path,
+      f"{result['dataset']} fold {result['fold']}, {result['split']} split, step "
+      f"{result['step']}", grey_last=True)
 
 
 def plot_factors(result: dict, path: str) -> str:
