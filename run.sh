@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ./run.sh        install what is missing, train the supervised baseline and WSRTL on SynthAU with
 #                 10% of the training frames labelled, print their per-AU tables side by side
-# ./run.sh test   install what is missing, run the test suite
+# ./run.sh test   install what is missing (with requirements-test.txt), run the test suite
 # PYTHON=python3.12 ./run.sh ...  builds the project-local virtual environment with that Python.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,6 +23,13 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 case "${1:-}" in
   test)
     shift
+    test_stamp="$VENV/.installed-test"
+    want_test="$want $(sha256sum requirements-test.txt | cut -d' ' -f1)"
+    if [ ! -f "$test_stamp" ] || [ "$(cat "$test_stamp")" != "$want_test" ]; then
+      echo "Installing the test requirements into $VENV ..."
+      "$VENV/bin/python" -m pip install --quiet -r requirements-test.txt
+      echo "$want_test" > "$test_stamp"
+    fi
     exec "$VENV/bin/python" -m pytest -q tests "$@"
     ;;
   "")

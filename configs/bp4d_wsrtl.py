@@ -33,6 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.pair_gap = 4  # 25 fps video: pairs 0.16 s apart.
 
   c.model.backbone = "resnet50"
+  c.model.padding = "torch"  # torchvision's, so that its ImageNet weights import as they are.
   c.model.width = 64
   c.model.dtype = "bfloat16"
   c.model.token_stage = 2  # Stride 16: a 14 x 14 map at 224 px.

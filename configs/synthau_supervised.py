@@ -46,7 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.backbone = "resnet18"
   c.model.width = 32  # Channels of the first stage (64 is the standard ResNet).
   c.model.dtype = "float32"  # Compute dtype: float32 or bfloat16; parameters stay float32.
-  c.model.init_from = ""  # A pretraining workdir (e.g. CLP's) to start the backbone from.
+  c.model.padding = "same"  # same | torch: how 3x3 convolutions and the max-pool pad (torch for
+  #                           torchvision's ImageNet weights: python -m wsrtl_jax import_weights).
+  c.model.init_from = ""  # A pretraining or import_weights DIR to start the backbone from.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2e-3

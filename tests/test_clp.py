@@ -216,13 +216,14 @@ def test_pretrain_then_linear_eval_then_fine_tune(tmp_path, capsys):
   supervised.model.width, supervised.data.image_size = 8, 48  # As the tiny pretraining.
   _, _, state = methods.create(supervised, 15)
   state = jax.device_get(state)
-  start = pretrained.with_backbone_of(state, str(pretrain))
+  start = pretrained.with_backbone_of(state, str(pretrain), supervised)
   _, _, clp_state, _ = pretrained.load_run(str(pretrain))
   assert np.array_equal(flat(start.params["backbone"]), flat(clp_state.params["backbone"]))
   assert np.array_equal(flat(start.params["au_head"]), flat(state.params["au_head"]))
   supervised.model.width = 16
   with pytest.raises(UserError, match="its backbone .* differs from this config's"):
-    pretrained.with_backbone_of(jax.device_get(methods.create(supervised, 15)[2]), str(pretrain))
+    pretrained.with_backbone_of(jax.device_get(methods.create(supervised, 15)[2]), str(pretrain),
+                               supervised)
   finetune = tmp_path / "finetune"
   cli.run(cli_args("train", finetune, **{"model.init_from": str(pretrain), "num_train_steps": 2,
                                          "checkpoint_every": 2})[3:])

@@ -39,6 +39,10 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
             [--peer]                                                and the PyTorch peer's step, same shapes
             [--sweep [B,B,...]] [--profile DIR]      per-device batch sizes (8,16,32,64) x dtypes; a trace
   compare   DIR_A DIR_B                                             losses and parameters of two runs
+  import_weights --torchvision FILE --backbone resnet18|resnet34|resnet50 --out DIR
+            [--check IMAGE]   a torchvision ResNet state dict (.pth or .safetensors) as a DIR
+                              that --config.model.init_from=DIR starts from (ImageNet weights);
+                              --check: its pooled features against torchvision's on IMAGE
   report    DIR [DIR ...] [--markdown]                              test results of runs side by side
             (DIR,DIR,...: repeats of one run, e.g. seeds, averaged into one row with their spread)
 """
@@ -54,7 +58,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   overrides, rest = split_overrides(argv)
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
   parser.add_argument("command", choices=["prepare", "train", "protocol", "evaluate",
-                                          "linear_eval", "factors", "bench", "compare", "report"])
+                                          "linear_eval", "factors", "bench", "compare", "report",
+                                          "import_weights"])
   parser.add_argument("dirs", nargs="*", help="the workdirs of `compare` and `report`")
   parser.add_argument("--markdown", action="store_true")
   parser.add_argument("--config")
@@ -70,6 +75,9 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser.add_argument("--peer", action="store_true")
   parser.add_argument("--sweep", nargs="?", const="")  # "": bench.SWEEP_BATCHES.
   parser.add_argument("--profile")
+  parser.add_argument("--torchvision")
+  parser.add_argument("--backbone")
+  parser.add_argument("--check")
   parser.add_argument("--dataset")
   parser.add_argument("--manual_dir")
   parser.add_argument("--data_dir")
@@ -169,6 +177,17 @@ def run(argv: list[str]) -> None:
       print(json.dumps(peer), flush=True)
       print(json.dumps({"jax_over_pytorch": round(result["images_per_sec"]
                                                   / peer["images_per_sec"], 3)}), flush=True)
+  elif args.command == "import_weights":
+    if not (args.torchvision and args.backbone and args.out):
+      raise UserError("import_weights needs --torchvision FILE --backbone NAME --out DIR")
+    from wsrtl_jax import weight_import
+    config, state = weight_import.import_weights(args.torchvision, args.backbone, args.out)
+    print(f"{args.torchvision} -> {args.out} ({args.backbone}, width {config.model.width}, "
+          f"padding torch); start from it with --config.model.init_from={args.out} "
+          "--config.model.padding=torch", flush=True)
+    if args.check:
+      print(json.dumps(weight_import.check(args.torchvision, args.backbone, config, state,
+                                           args.check)), flush=True)
   elif args.command == "compare":
     if len(args.dirs) != 2:
       raise UserError("compare needs two workdirs: compare DIR_A DIR_B")

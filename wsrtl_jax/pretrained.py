@@ -31,8 +31,24 @@ def load_run(workdir: str, restore: bool = True
   return config, model, checkpointing.restore(manager, step, state), step
 
 
-def with_backbone_of(state: TrainState, workdir: str) -> TrainState:
-  """`state` with the backbone parameters and BatchNorm statistics of the run in `workdir`."""
+def config_padding(config: ml_collections.ConfigDict) -> str:
+  """The backbone's `model.padding` (runs from before the setting padded "same")."""
+  return config.model.get("padding", "same")
+
+
+def check_padding(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """UserError unless the run in `workdir` (model.init_from) pads its backbone as `config` does:
+  the same weights give other features under another padding."""
+  mine, theirs = config_padding(config), config_padding(saved_config(workdir))
+  if mine != theirs:
+    raise UserError(f"model.init_from='{workdir}': its backbone pads '{theirs}', this config "
+                    f"'{mine}'; set --config.model.padding={theirs}")
+
+
+def with_backbone_of(state: TrainState, workdir: str,
+                     own_config: ml_collections.ConfigDict) -> TrainState:
+  """`state` (of a run configured by `own_config`) with the backbone parameters and BatchNorm
+  statistics of the run in `workdir`, which must have the same backbone and padding."""
   config, _, pretrained, step = load_run(workdir)
   shapes = lambda tree: jax.tree.map(lambda x: x.shape, tree)
   parts = {}
@@ -43,5 +59,6 @@ def with_backbone_of(state: TrainState, workdir: str) -> TrainState:
                       f"width {config.model.width}) differs from this config's; use the same "
                       "model.backbone and model.width")
     parts[name] = {**getattr(state, name), "backbone": theirs}
+  check_padding(own_config, workdir)
   print(f"Backbone initialised from {workdir}/checkpoints step {step}.", flush=True)
   return state.replace(**parts)

@@ -96,6 +96,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   boundary."""
   preemption = PreemptionWatch(check_every=config.log_every)
   config_checks.check_ranges(config)
+  if config.model.get("init_from"):
+    pretrained.check_padding(config, config.model.init_from)
   context = setup(config)
   created = not os.path.exists(workdir)
   try:
@@ -136,7 +138,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, context,
     print(f"Resumed from {workdir}/checkpoints step {start}.", flush=True)
   elif config.model.get("init_from"):
     state = parallel.replicate(
-        pretrained.with_backbone_of(jax.device_get(state), config.model.init_from), mesh)
+        pretrained.with_backbone_of(jax.device_get(state), config.model.init_from, config),
+        mesh)
 
   au_weights = (jnp.asarray(_au_weights(data.training_labels(config, builder, splits)))
                 if method.has_labels else None)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from data_pipeline.errors import UserError
-from wsrtl_jax.models.resnet import BACKBONES, ResNet
+from wsrtl_jax.models.resnet import BACKBONES, PADDINGS, ResNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 BUILT_IN = ("au_detector", "wsrtl", "clp")
@@ -29,8 +29,9 @@ def _names() -> list[str]:
 
 def check_model_config(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming a model, backbone or dtype that does not exist."""
-  for key, known in (("name", _names()), ("backbone", BACKBONES), ("dtype", DTYPES)):
-    value = config.model.get(key, BUILT_IN[0])
+  for key, known, default in (("name", _names(), BUILT_IN[0]), ("backbone", BACKBONES, None),
+                              ("dtype", DTYPES, None), ("padding", PADDINGS, "same")):
+    value = config.model.get(key, default)
     if value not in known:
       raise UserError(f"unknown model.{key} '{value}'; choose one of {', '.join(known)}")
 
@@ -41,7 +42,8 @@ def build_model(config: ml_collections.ConfigDict, num_aus: int,
   check_model_config(config)
   dtype = DTYPES[config.model.dtype]
   backbone = ResNet(**BACKBONES[config.model.backbone], width=config.model.width,
-                    dtype=dtype, bn_axis_name=bn_axis_name)
+                    dtype=dtype, bn_axis_name=bn_axis_name,
+                    padding=config.model.get("padding", "same"))
   name = config.model.get("name", BUILT_IN[0])
   if name not in _REGISTERED:
     register(name, importlib.import_module(f"wsrtl_jax.models.{name}").build)

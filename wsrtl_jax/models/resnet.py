@@ -57,6 +57,12 @@ class BottleneckBlock(nn.Module):
     return nn.relu(residual + y)
 
 
+# How the 3x3 convolutions and the max-pool pad: "torch" pads one pixel on every side, as
+# torchvision does (needed for its ImageNet weights); "same" is XLA's SAME, which pads a stride-2
+# window on the bottom and right only (even sizes).
+PADDINGS = ("same", "torch")
+
+
 class ResNet(nn.Module):
   """ResNet trunk; returns the feature map of every stage (strides 4, 8, 16, 32)."""
   stage_sizes: Sequence[int]
@@ -64,16 +70,25 @@ class ResNet(nn.Module):
   width: int = 64
   dtype: Any = jnp.float32
   bn_axis_name: str | None = None  # Mesh axis over which BatchNorm statistics are averaged.
+  padding: str = "same"  # One of PADDINGS.
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool) -> list[jnp.ndarray]:
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    pad = "SAME" if self.padding == "same" else [(1, 1), (1, 1)]
+
+    def conv(features, kernel_size, strides=1, padding=None, **kwargs):
+      """A bias-free convolution; 3x3 kernels pad by the ResNet's `padding`, 1x1 pad nothing."""
+      if padding is None:
+        padding = pad if tuple(kernel_size) == (3, 3) else "SAME"
+      return nn.Conv(features, kernel_size, strides, padding=padding, use_bias=False,
+                     dtype=self.dtype, **kwargs)
+
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name)
     x = normalize_image(images, self.dtype)
     x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)
     x = nn.relu(norm(name="stem_norm")(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=pad)
     features = []
     for stage, num_blocks in enumerate(self.stage_sizes):
       for b in range(num_blocks):
