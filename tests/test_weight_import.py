@@ -52,9 +52,9 @@ def test_imported_backbone_gives_torchvisions_features(tmp_path, capsys, name, s
   assert config["model"]["backbone"] == name and config["model"]["padding"] == "torch"
   # Read back as `model.init_from` reads it, on the second photograph.
   from wsrtl_jax import pretrained
-  run_config, _, restored, step = pretrained.load_run(str(out))
+  _, model, restored, step = pretrained.load_run(str(out))
   assert step == 0
-  second = weight_import.check(source, name, run_config, restored, FACES[1])
+  second = weight_import.check(source, name, model, restored, FACES[1])
   assert second["max_rel_diff"] < 1e-4, second
 
 

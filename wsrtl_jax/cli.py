@@ -181,12 +181,12 @@ def run(argv: list[str]) -> None:
     if not (args.torchvision and args.backbone and args.out):
       raise UserError("import_weights needs --torchvision FILE --backbone NAME --out DIR")
     from wsrtl_jax import weight_import
-    config, state = weight_import.import_weights(args.torchvision, args.backbone, args.out)
+    config, model, state = weight_import.import_weights(args.torchvision, args.backbone, args.out)
     print(f"{args.torchvision} -> {args.out} ({args.backbone}, width {config.model.width}, "
           f"padding torch); start from it with --config.model.init_from={args.out} "
           "--config.model.padding=torch", flush=True)
     if args.check:
-      print(json.dumps(weight_import.check(args.torchvision, args.backbone, config, state,
+      print(json.dumps(weight_import.check(args.torchvision, args.backbone, model, state,
                                            args.check)), flush=True)
   elif args.command == "compare":
     if len(args.dirs) != 2:

@@ -10,7 +10,7 @@ import ml_collections
 from data_pipeline.au_sets import aus_of
 from data_pipeline.config_loading import saved_config
 from data_pipeline.errors import UserError
-from wsrtl_jax import checkpointing, methods
+from wsrtl_jax import checkpointing, methods, models
 from wsrtl_jax.train_state import TrainState
 
 
@@ -31,15 +31,10 @@ def load_run(workdir: str, restore: bool = True
   return config, model, checkpointing.restore(manager, step, state), step
 
 
-def config_padding(config: ml_collections.ConfigDict) -> str:
-  """The backbone's `model.padding` (runs from before the setting padded "same")."""
-  return config.model.get("padding", "same")
-
-
 def check_padding(config: ml_collections.ConfigDict, workdir: str) -> None:
   """UserError unless the run in `workdir` (model.init_from) pads its backbone as `config` does:
   the same weights give other features under another padding."""
-  mine, theirs = config_padding(config), config_padding(saved_config(workdir))
+  mine, theirs = models.padding_of(config), models.padding_of(saved_config(workdir))
   if mine != theirs:
     raise UserError(f"model.init_from='{workdir}': its backbone pads '{theirs}', this config "
                     f"'{mine}'; set --config.model.padding={theirs}")

@@ -128,9 +128,9 @@ def import_config(backbone: str, width: int, source: str) -> ml_collections.Conf
 
 
 def import_weights(source: str, backbone: str, out_dir: str) -> tuple[ml_collections.ConfigDict,
-                                                                        object]:
+                                                                        object, object]:
   """Converts `source` into `out_dir` (config.json + a step-0 checkpoint); returns (config,
-  state). The file's architecture must be `backbone`; `out_dir` must be new or empty."""
+  model, state). The file's architecture must be `backbone`; `out_dir` must be new or empty."""
   if backbone not in BACKBONES:
     raise UserError(f"--backbone '{backbone}': choose one of {', '.join(BACKBONES)}")
   if os.path.isdir(out_dir) and os.listdir(out_dir):
@@ -157,13 +157,12 @@ def import_weights(source: str, backbone: str, out_dir: str) -> tuple[ml_collect
   manager = checkpointing.checkpoint_manager(out_dir, 1)
   checkpointing.save(manager, 0, state)
   manager.wait_until_finished()
-  return config, state
+  return config, model, state
 
 
-def pooled_features(config: ml_collections.ConfigDict, state, image: np.ndarray) -> np.ndarray:
-  """The backbone's globally pooled last stage for one RGB uint8 image [H, W, 3]."""
-  from wsrtl_jax.models import build_model
-  backbone = build_model(config, len(aus_of(config.data.name)), bn_axis_name=None).backbone
+def pooled_features(model, state, image: np.ndarray) -> np.ndarray:
+  """The model's backbone's globally pooled last stage for one RGB uint8 image [H, W, 3]."""
+  backbone = model.backbone
   variables = {"params": state.params["backbone"], "batch_stats": state.batch_stats["backbone"]}
   feature = backbone.apply(variables, jnp.asarray(image)[None], train=False)[-1]
   return np.asarray(jnp.mean(feature.astype(jnp.float32), axis=(1, 2))[0])
@@ -184,7 +183,7 @@ def torchvision_features(source: str, backbone: str, image: np.ndarray) -> np.nd
     return net(torch.from_numpy(x.transpose(2, 0, 1)[None].copy())).numpy()[0]
 
 
-def check(source: str, backbone: str, config, state, image_path: str, size: int = 224) -> dict:
+def check(source: str, backbone: str, model, state, image_path: str, size: int = 224) -> dict:
   """How far the imported backbone's pooled features are from torchvision's on `image_path`,
   resized to `size`: max_abs_diff, max_rel_diff (over the largest torchvision feature),
   feature_dim."""
@@ -194,7 +193,7 @@ def check(source: str, backbone: str, config, state, image_path: str, size: int 
   if image is None:
     raise UserError(f"--check '{image_path}' cannot be read as an image")
   image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-  ours = pooled_features(config, state, image)
+  ours = pooled_features(model, state, image)
   theirs = torchvision_features(source, backbone, image)
   diff = float(np.max(np.abs(ours - theirs)))
   return {"image": image_path, "max_abs_diff": diff,

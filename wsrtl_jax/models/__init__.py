@@ -27,6 +27,11 @@ def _names() -> list[str]:
   return list(BUILT_IN) + [n for n in _REGISTERED if n not in BUILT_IN]
 
 
+def padding_of(config: ml_collections.ConfigDict) -> str:
+  """The backbone's `model.padding` (configs from before the setting pad "same")."""
+  return config.model.get("padding", "same")
+
+
 def check_model_config(config: ml_collections.ConfigDict) -> None:
   """Raises UserError naming a model, backbone or dtype that does not exist."""
   for key, known, default in (("name", _names(), BUILT_IN[0]), ("backbone", BACKBONES, None),
@@ -43,7 +48,7 @@ def build_model(config: ml_collections.ConfigDict, num_aus: int,
   dtype = DTYPES[config.model.dtype]
   backbone = ResNet(**BACKBONES[config.model.backbone], width=config.model.width,
                     dtype=dtype, bn_axis_name=bn_axis_name,
-                    padding=config.model.get("padding", "same"))
+                    padding=padding_of(config))
   name = config.model.get("name", BUILT_IN[0])
   if name not in _REGISTERED:
     register(name, importlib.import_module(f"wsrtl_jax.models.{name}").build)
