@@ -2,6 +2,8 @@
 torchvision's pooled features on real face photographs, and a run fine-tunes from them."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,9 +12,11 @@ from data_pipeline.errors import UserError
 from tests.helpers import ROOT, cli_args
 from wsrtl_jax import cli, weight_import
 
-torch = pytest.importorskip("torch", reason="torch is not installed (requirements-test.txt)")
-torchvision = pytest.importorskip("torchvision",
-                                  reason="torchvision is not installed (requirements-test.txt)")
+try:
+  torch, torchvision = weight_import.import_torchvision()
+except ImportError:
+  pytest.skip("torch and torchvision are not installed (requirements-test.txt)",
+              allow_module_level=True)
 
 FACES = [os.path.join(ROOT, "tests", "data", name)
          for name in ("astronaut_face.jpg", "cameraman_profile.jpg")]
@@ -85,3 +89,14 @@ def test_fine_tuning_starts_from_imported_weights(tmp_path, capsys):
     cli.run(cli_args("train", tmp_path / "other", **{"model.init_from": str(imported),
                                                      "model.width": 64})[3:])
   assert not (tmp_path / "other").exists()
+
+
+def test_torchvision_imports_beside_tensorflow():
+  """A process that loaded TensorFlow first (the data path, a notebook) can still check weights."""
+  code = ("import tensorflow\nfrom wsrtl_jax import weight_import\n"
+          "torch, tv = weight_import.import_torchvision()\n"
+          "print(tv.models.resnet18().eval()(torch.zeros(1, 3, 64, 64)).shape[-1])")
+  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split()[-1] == "1000"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,17 @@ from wsrtl_jax import checkpointing, methods
 from wsrtl_jax.models.resnet import BACKBONES, BasicBlock
 
 _BLOCK = re.compile(r"layer(\d)\.(\d+)\.")
+
+
+def import_torchvision():
+  """(torch, torchvision), safe beside TensorFlow: torchvision pulls in triton, whose LLVM crashes
+  the process when loaded after TensorFlow's, so where TensorFlow is already loaded triton is
+  hidden (torch then runs without its GPU compiler). ImportError where either is missing."""
+  if "tensorflow" in sys.modules and "triton" not in sys.modules:
+    sys.modules["triton"] = None
+  import torch
+  import torchvision
+  return torch, torchvision
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -170,8 +182,7 @@ def pooled_features(model, state, image: np.ndarray) -> np.ndarray:
 
 def torchvision_features(source: str, backbone: str, image: np.ndarray) -> np.ndarray:
   """torchvision's pooled features (the input of its `fc`) for the same image and weights."""
-  import torch
-  import torchvision
+  torch, torchvision = import_torchvision()
   net = getattr(torchvision.models, backbone)(weights=None)
   net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
                        read_state_dict(source).items()})
