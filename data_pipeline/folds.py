@@ -41,6 +41,7 @@ class FoldSplits:
   aus: tuple[int, ...]
   frame_size: int
   frame_step: int  # Frame-number difference between consecutive frames of a sequence.
+  enlarge: float  # Face box enlargement of the frames (alignment.alignment_matrix).
   train: Part
   validation: Part
   test: Part
@@ -51,7 +52,7 @@ def part_splits(fold: int, num_val_subjects: int, subjects_of: Callable[[str], l
   """The fold of a store in parts `part1..3` (SynthAU): it tests on part 4-k, trains on the
   others and holds `num_val_subjects` of their subjects out for validation. `subjects_of(split)`
   names the subjects of a split such as "part1+part2"; `store` gives FoldSplits' aus,
-  frame_size and frame_step. A bad fold or count raises ValueError naming the setting."""
+  frame_size, frame_step and enlarge. A bad fold or count raises ValueError naming the setting."""
   try:
     test = f"part{test_part(fold)}"
   except ValueError as e:

@@ -17,6 +17,7 @@ import ml_collections
 from data_pipeline import augment, cached_flow, folds
 from data_pipeline.folds import FoldSplits, Part
 from data_pipeline.errors import UserError
+from data_pipeline.synthau.stores import FACE_ENLARGE
 
 tf.config.set_visible_devices([], "GPU")
 
@@ -71,7 +72,8 @@ def fold_splits(config: ml_collections.ConfigDict, builder: tfds.core.DatasetBui
   evenly spaced training subjects are held out for validation."""
   store = dict(aus=tuple(builder.info.metadata["aus"]),
                frame_size=builder.info.features["image"].shape[0],
-               frame_step=int(builder.info.metadata.get("frame_step", 1)))
+               frame_step=int(builder.info.metadata.get("frame_step", 1)),
+               enlarge=float(getattr(builder.builder_config, "enlarge", FACE_ENLARGE)))
   if "train" not in builder.info.splits:
     try:
       return folds.part_splits(config.data.fold, config.data.num_val_subjects,

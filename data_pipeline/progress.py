@@ -35,11 +35,11 @@ class Progress:
     return (f"{self.unit} {step}/{self.total} {text} | {rate:.2f} {self.unit}/s, "
             f"ETA {format_seconds(left)}")
 
-  def print(self, text: str) -> None:
-    """A line of its own, above the bar on a terminal."""
+  def print(self, text: str, file=None) -> None:
+    """A line of its own (on stdout, or `file`), above the bar on a terminal."""
     if self.tty:
       sys.stderr.write("\r\033[K")
-    print(text, flush=True)
+    print(text, file=file, flush=True)
 
   def close(self) -> None:
     if self.tty:

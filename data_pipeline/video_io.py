@@ -11,6 +11,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+# FFmpeg's own lines about a broken file ("moov atom not found") stay quiet: the callers report
+# every file they cannot read, with its path. OpenCV reads this when it opens a capture.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 

@@ -229,3 +229,17 @@ def test_rendering_does_not_depend_on_chunking(monkeypatch):
   single = generate_clip(identity, 0, 16)["image"].astype(np.int16)
   diff = np.abs(chunked - single)
   assert diff.mean() < 0.05 and np.percentile(diff, 99.9) <= 4
+
+
+@pytest.mark.parametrize("size", [128, 64])
+def test_faces_are_rendered_at_the_recorded_face_enlargement(size):
+  """FACE_ENLARGE is what `predict` aligns new faces with, so that they are as large in the frame
+  as SynthAU's: aligning the rendered frames on their own landmarks at that enlargement keeps
+  their scale (median over 40 people)."""
+  from data_pipeline.alignment import alignment_matrix
+  from data_pipeline.synthau.stores import FACE_ENLARGE
+  scales = [np.hypot(*alignment_matrix(points, size, FACE_ENLARGE)[0, :2])
+            for s in range(40)
+            for points in generate_clip(sample_identity(s), 0, 8, size)["landmarks"]]
+  assert abs(np.median(scales) - 1) < 0.02
+  assert 0.85 < np.percentile(scales, 10) and np.percentile(scales, 90) < 1.15

@@ -43,6 +43,9 @@ USAGE = """python -m wsrtl_jax COMMAND [options]
             [--check IMAGE]   a torchvision ResNet state dict (.pth or .safetensors) as a DIR
                               that --config.model.init_from=DIR starts from (ImageNet weights);
                               --check: its pooled features against torchvision's on IMAGE
+  predict   --workdir DIR INPUT [INPUT ...] --out OUT    a trained run's AU predictions for image
+            files, folders of images and videos: OUT/<input>.csv, one row per frame (face box,
+            AU01_prob, AU01_pred, ...), and OUT/<input>_timeline.png per video
   report    DIR [DIR ...] [--markdown]                              test results of runs side by side
             (DIR,DIR,...: repeats of one run, e.g. seeds, averaged into one row with their spread)
 """
@@ -59,8 +62,9 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser = _Parser(prog="python -m wsrtl_jax", usage=USAGE, add_help=True)
   parser.add_argument("command", choices=["prepare", "train", "protocol", "evaluate",
                                           "linear_eval", "factors", "bench", "compare", "report",
-                                          "import_weights"])
-  parser.add_argument("dirs", nargs="*", help="the workdirs of `compare` and `report`")
+                                          "import_weights", "predict"])
+  parser.add_argument("dirs", nargs="*",
+                      help="the workdirs of `compare` and `report`; the INPUTs of `predict`")
   parser.add_argument("--markdown", action="store_true")
   parser.add_argument("--config")
   parser.add_argument("--workdir")
@@ -86,7 +90,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
   parser.add_argument("--coordinator")
   parser.add_argument("--num_processes", type=int)
   parser.add_argument("--process_id", type=int)
-  args, unknown = parser.parse_known_args(rest)
+  args, unknown = parser.parse_known_intermixed_args(rest)
   if unknown:
     raise UserError(f"unknown argument(s): {' '.join(unknown)} (see --help)")
   return args, overrides
@@ -188,6 +192,11 @@ def run(argv: list[str]) -> None:
     if args.check:
       print(json.dumps(weight_import.check(args.torchvision, args.backbone, model, state,
                                            args.check)), flush=True)
+  elif args.command == "predict":
+    if not args.out:
+      raise UserError("predict needs --out DIR for its CSVs")
+    from wsrtl_jax import predict
+    predict.predict(_require_workdir(args), args.dirs, args.out)
   elif args.command == "compare":
     if len(args.dirs) != 2:
       raise UserError("compare needs two workdirs: compare DIR_A DIR_B")

@@ -1,5 +1,5 @@
 """PNGs next to the numbers: training curves, the per-AU F1 of an evaluation, what moves a
-representation over a clip, and sample sheets."""
+representation over a clip, sample sheets, and AU timelines of a video."""
 from __future__ import annotations
 
 import os
@@ -99,6 +99,27 @@ def plot_factors(result: dict, path: str) -> str:
   source = "untrained" if result["random_init"] else f"step {result['step']}"
   fig.suptitle(f"What moves the output over a clip: {result['workdir']} ({source}), "
                f"{result['clips']} test clips of {result['frames']} frames", fontsize=9)
+  return _save(plt, fig, path)
+
+
+def plot_au_timeline(seconds, probabilities, aus, threshold: float, path: str, title: str) -> str:
+  """One strip per AU of its probability over a video's time (gaps where no face was found,
+  NaN), the decision threshold dashed: an OpenFace-style AU timeline."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(len(aus), 1, figsize=(10, 0.55 * len(aus) + 0.9), sharex=True,
+                           squeeze=False)
+  for ax, au, p in zip(axes[:, 0], aus, probabilities.T):
+    ax.fill_between(seconds, p, color="tab:blue", alpha=0.35, lw=0)
+    ax.plot(seconds, p, color="tab:blue", lw=0.8)
+    ax.axhline(threshold, color="gray", ls="--", lw=0.6)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_ylabel(f"AU{au:02d}", rotation=0, ha="right", va="center", fontsize=8)
+  if len(seconds) > 1:
+    axes[-1, 0].set_xlim(seconds[0], seconds[-1])
+  axes[-1, 0].set_xlabel("seconds")
+  axes[0, 0].set_title(title, fontsize=9)
+  fig.subplots_adjust(hspace=0.15)
   return _save(plt, fig, path)
 
 

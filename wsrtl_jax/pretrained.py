@@ -14,18 +14,18 @@ from wsrtl_jax import checkpointing, methods, models
 from wsrtl_jax.train_state import TrainState
 
 
-def load_run(workdir: str, restore: bool = True
+def load_run(workdir: str, restore: bool = True, best: bool = False
              ) -> tuple[ml_collections.ConfigDict, Any, TrainState, int]:
-  """(config, model, state, step) of the run in `workdir`, its latest checkpoint restored on the
-  host; with `restore=False` the same model freshly initialised (step 0), for random-init
-  baselines of the same architecture."""
+  """(config, model, state, step) of the run in `workdir`, its latest checkpoint (with `best`:
+  the one chosen on validation) restored on the host; with `restore=False` the same model
+  freshly initialised (step 0), for random-init baselines of the same architecture."""
   config = saved_config(workdir)
   method = methods.get_method(config)
   model, _, state = method.create(config, len(aus_of(config.data.name)))
   if not restore:
     return config, model, state, 0
   manager = checkpointing.checkpoint_manager(workdir, config.keep_checkpoints, method.has_labels)
-  step = manager.latest_step()
+  step = manager.best_step() if best and method.has_labels else manager.latest_step()
   if step is None:
     raise UserError(f"no checkpoint in '{workdir}/checkpoints'; pretrain first")
   return config, model, checkpointing.restore(manager, step, state), step

@@ -16,8 +16,8 @@ from jax.experimental import multihost_utils
 
 from data_pipeline.errors import UserError
 from data_pipeline.progress import Progress
-from wsrtl_jax import (checkpointing, config_checks, losses, methods, parallel, plots, pretrained,
-                       train_state)
+from wsrtl_jax import (checkpointing, config_checks, face_geometry, losses, methods, parallel,
+                       plots, pretrained, train_state)
 from wsrtl_jax.evaluate import evaluate_checkpoint, evaluate_split, make_predict_fn
 from wsrtl_jax.experiment import data_source, setup
 from wsrtl_jax.logging_utils import MetricsLog
@@ -154,6 +154,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, context,
   batches = itertools.chain([next(batches)], batches)  # A data error stops the run here.
   if is_chief:
     write_config(workdir, config)
+    face_geometry.write(workdir, splits)
   log = MetricsLog(workdir, "metrics.jsonl", start, enabled=is_chief)
   val_log = MetricsLog(workdir, "validation.jsonl", start, enabled=is_chief)
 

@@ -57,7 +57,8 @@ def fold_splits(config: ml_collections.ConfigDict, variant: stores.Variant) -> f
         config.data.fold, config.data.num_val_subjects,
         lambda split: sorted(s for p in split.split("+")
                              for s in stores.subjects_of_part(variant, int(p[len("part"):]))),
-        aus=tuple(AUS), frame_size=variant.image_size, frame_step=1)
+        aus=tuple(AUS), frame_size=variant.image_size, frame_step=1,
+        enlarge=stores.FACE_ENLARGE)
   except ValueError as e:
     raise UserError(str(e)) from None
 

@@ -7,6 +7,11 @@ import dataclasses
 from data_pipeline import folds
 from data_pipeline.synthau.identity import subject_id
 
+# The face box enlargement (alignment.alignment_matrix) at which SynthAU renders its faces: the
+# median over rendered frames of the enlargement that aligning them on their landmarks would
+# take to keep their scale (10th-90th percentile 3.6-4.1; tests/test_synthau_generator.py).
+FACE_ENLARGE = 3.85
+
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
