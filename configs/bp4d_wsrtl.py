@@ -1,4 +1,4 @@
-"""WSRTL on BP4D, the paper's protocol: subject-exclusive 3-fold cross-validation (`data.fold`
+r"""WSRTL on BP4D, the paper's protocol: subject-exclusive 3-fold cross-validation (`data.fold`
 1, 2, 3; the subjects of each part are in docs/DATA.md), 12 AUs, F1 at 0.5 on the test fold, the
 checkpoint chosen on validation subjects carved from the training folds.
 
@@ -8,6 +8,15 @@ Sized for one accelerator host (8 devices: 16 + 16 per device). The paper report
 
   python -m wsrtl_jax prepare --dataset bp4d --manual_dir /data/BP4D
   python -m wsrtl_jax train --config configs/bp4d_wsrtl.py --config.data.fold=2 --workdir ...
+
+Like the paper, start from ImageNet weights: convert torchvision's ResNet-50 once (the backbone
+pads as torchvision does, `model.padding=torch`, so they import as they are), then every fold
+and seed starts from them, and `protocol` prints the table beside the paper's row:
+
+  python -m wsrtl_jax import_weights --torchvision resnet50-19c8e357.pth --backbone resnet50 \
+      --out W/imagenet_resnet50
+  python -m wsrtl_jax protocol --config configs/bp4d_wsrtl.py --workdir W/bp4d \
+      --config.model.init_from=W/imagenet_resnet50 --seeds 0,1,2
 """
 import ml_collections
 

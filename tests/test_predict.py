@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.errors import UserError
-from tests.helpers import ROOT, cli_args, run_cli
+from tests.helpers import ROOT, run_cli, trained_run
 from wsrtl_jax import face_geometry, predict_inputs
 from wsrtl_jax.predict import au_columns, predict
 
@@ -48,10 +48,7 @@ def _face_video_frames():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   """A finished tiny supervised run on SynthAU/tiny."""
-  workdir = tmp_path_factory.mktemp("predict") / "run"
-  result = run_cli(cli_args("train", workdir))
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir
+  return trained_run(tmp_path_factory.mktemp("predict") / "run")
 
 
 @pytest.fixture(scope="module")
