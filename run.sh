@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ./run.sh        install what is missing, train the supervised baseline and WSRTL on SynthAU with
 #                 10% of the training frames labelled, print their per-AU tables side by side
-# ./run.sh test   install what is missing (with requirements-test.txt), run the test suite
+# ./run.sh test   install what is missing (with requirements-test.txt), run the test suite on
+#                 TEST_WORKERS processes (default 2; 0 runs it in this one)
 # PYTHON=python3.12 ./run.sh ...  builds the project-local virtual environment with that Python.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -30,7 +31,7 @@ case "${1:-}" in
       "$VENV/bin/python" -m pip install --quiet -r requirements-test.txt
       echo "$want_test" > "$test_stamp"
     fi
-    exec "$VENV/bin/python" -m pytest -q tests "$@"
+    exec "$VENV/bin/python" -m pytest -q -n "${TEST_WORKERS:-2}" tests "$@"
     ;;
   "")
     out="${WORKDIR:-workdirs}"

@@ -34,9 +34,3 @@ def run_cli(args, timeout=600, env=None, **kwargs):
   return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                         env=env or os.environ.copy(), **kwargs)
 
-
-def trained_run(workdir, **overrides):
-  """`workdir` holding a finished tiny `train` run (checkpoints, eval.json, config, face.json)."""
-  result = run_cli(cli_args("train", workdir, **overrides))
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir

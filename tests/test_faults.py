@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.errors import UserError
-from tests.helpers import ROOT, cli_args, run_cli, tiny_config, trained_run
+from tests.helpers import ROOT, cli_args, run_cli, tiny_config
 from tests.test_cli_errors import assert_one_line_error
 from wsrtl_jax import compare, config_checks
 from wsrtl_jax.logging_utils import read_jsonl
@@ -28,9 +28,9 @@ def snapshot(workdir):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tiny_run):
   """A finished tiny run (12 steps, checkpoints at 8 and 12 kept) and its outputs."""
-  return trained_run(tmp_path_factory.mktemp("finished") / "run")
+  return tiny_run[0]
 
 
 @pytest.mark.parametrize("key, value, expected", [

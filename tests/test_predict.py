@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data_pipeline.errors import UserError
-from tests.helpers import ROOT, run_cli, trained_run
+from tests.helpers import ROOT, run_cli
 from wsrtl_jax import face_geometry, predict_inputs
 from wsrtl_jax.predict import au_columns, predict
 
@@ -46,9 +46,9 @@ def _face_video_frames():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tiny_run):
   """A finished tiny supervised run on SynthAU/tiny."""
-  return trained_run(tmp_path_factory.mktemp("predict") / "run")
+  return tiny_run[0]
 
 
 @pytest.fixture(scope="module")

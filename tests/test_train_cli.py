@@ -1,6 +1,7 @@
 """The `train` / `evaluate` / `compare` commands end to end on SynthAU/tiny."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,11 +14,8 @@ from wsrtl_jax.logging_utils import read_jsonl
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("uninterrupted")
-  result = run_cli(cli_args("train", workdir))
-  assert result.returncode == 0, result.stderr[-3000:]
-  return workdir, result
+def uninterrupted(tiny_run):
+  return tiny_run
 
 
 def test_train_writes_every_output(uninterrupted):
@@ -44,8 +42,9 @@ def test_train_writes_every_output(uninterrupted):
       assert image.format == "PNG" and image.size[0] > 500
 
 
-def test_evaluate_reproduces_eval_json(uninterrupted):
-  workdir, _ = uninterrupted
+def test_evaluate_reproduces_eval_json(uninterrupted, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(uninterrupted[0], workdir)
   before = json.loads((workdir / "eval.json").read_text())
   result = run_cli(cli_args("evaluate", workdir, config=None)[:6])  # No overrides.
   assert result.returncode == 0, result.stderr[-3000:]

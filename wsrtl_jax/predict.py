@@ -126,8 +126,8 @@ def _load(workdir: str):
   geometry = face_geometry.read(workdir)
   config, model, state, step = pretrained.load_run(workdir, best=True)
   if not methods.get_method(config).has_labels:
-    raise UserError(f"'{workdir}' is a {config.get('method')} pretraining run, which predicts no AUs; "
-                    "predict with a run trained on AU labels (supervised or wsrtl)")
+    raise UserError(f"'{workdir}' is a {config.get('method')} pretraining run, which predicts "
+                    "no AUs; predict with a run trained on AU labels (supervised or wsrtl)")
   return config, model, state, step, geometry
 
 
@@ -148,10 +148,12 @@ def predict(workdir: str, paths: list[str], out_dir: str) -> dict:
   crop = face_geometry.FaceCropper.for_run(geometry, config.data)
   network = make_predict_fn(model, config.data.image_size)
   state = parallel.replicate(state, mesh)
-  images = np.zeros((batch_size, crop.crop, crop.crop, 3), np.uint8)
-  centres = np.zeros((batch_size, len(CENTRE_AUS), 2, 2), np.float32)
 
   def dispatch(batch: list[Frame]):
+    """Starts the network on `batch`, padded to `batch_size` (fresh arrays: a batch in flight
+    may still be reading the last ones)."""
+    images = np.zeros((batch_size, crop.crop, crop.crop, 3), np.uint8)
+    centres = np.zeros((batch_size, len(CENTRE_AUS), 2, 2), np.float32)
     for i, frame in enumerate(batch):
       images[i], centres[i] = frame.crop, frame.au_centres
     g = parallel.to_global_batch({"image": images, "au_centres": centres}, mesh)
