@@ -38,10 +38,14 @@ case "${1:-}" in
     "$VENV/bin/python" -m wsrtl_jax train --config configs/synthau_wsrtl.py \
       --config.method=supervised --config.model.name=au_detector --workdir "$out/supervised_10pct"
     "$VENV/bin/python" -m wsrtl_jax train --config configs/synthau_wsrtl.py \
+      --config.wsrtl.inpainting.weight=0 --config.wsrtl.flow.weight=0 \
+      --config.wsrtl.semi.weight=0 --workdir "$out/wsrtl_network_alone"
+    "$VENV/bin/python" -m wsrtl_jax train --config configs/synthau_wsrtl.py \
       --workdir "$out/wsrtl_10pct"
     echo
     echo "SynthAU fold 1 test split, 10% of the training frames labelled, same steps and seed:"
-    exec "$VENV/bin/python" -m wsrtl_jax report "$out/supervised_10pct" "$out/wsrtl_10pct"
+    exec "$VENV/bin/python" -m wsrtl_jax report "$out/supervised_10pct" \
+      "$out/wsrtl_network_alone" "$out/wsrtl_10pct"
     ;;
   *)
     echo "usage: ./run.sh [test]" >&2

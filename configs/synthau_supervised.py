@@ -37,7 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.flip = True
   c.data.color_jitter = 0.2  # Brightness/contrast/saturation strength; 0 turns it off.
   c.data.prefetch_to_device = 2
-  c.data.pair_gap = 2  # Frame pairs (t, t + pair_gap), for the flow task.
+  c.data.pair_gap = 2  # Frame pairs (t, t + pair_gap), for the flow task,
+  c.data.pair_reference = "next"  # or (t, the first frame of t's sequence) with "first".
   c.data.clip_length = 4  # Frames per clip, for temporal contrast.
   c.data.clip_stride = 1  # Frames between consecutive clip frames.
 
@@ -59,4 +60,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 128
   c.eval.threshold = 0.5
+  c.eval.model = "student"  # student | teacher | best, for a method with a mean teacher.
   return c

@@ -22,6 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.method = "wsrtl"
   c.data.label_fraction = 0.1
   c.data.flow_cache = ""  # "" = flow targets on the device; or a data_pipeline.flow_cache DIR.
+  c.data.pair_reference = "first"  # Flow from t to the first frame of its sequence.
+  c.eval.model = "best"  # student | teacher | best (the better of the two on validation).
   c.num_train_steps = 1000
   c.checkpoint_every = 250
 
@@ -34,6 +36,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.wsrtl = ml_collections.ConfigDict()
   c.wsrtl.pairs_batch_size = 32  # Unlabelled frame pairs per step, beside the labelled batch.
+  c.wsrtl.batch_norm = "per_view"  # per_view: the views in their own pass, running statistics
+  #                                  of the labelled frames alone; shared: one pass for all.
 
   c.wsrtl.inpainting = ml_collections.ConfigDict()
   c.wsrtl.inpainting.weight = 1.0  # 0 turns RoI inpainting off.
@@ -42,9 +46,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.wsrtl.flow = ml_collections.ConfigDict()
   c.wsrtl.flow.weight = 1.0  # 0 turns single-image flow off.
+  c.wsrtl.flow.target = "template"  # The face's deformation from the mean face (one frame), or
+  #                                  "pair": TV-L1 flow from t to its pair's other frame.
   c.wsrtl.flow.levels = 4  # TV-L1 target (wsrtl_jax.flow.estimate_flow) settings.
   c.wsrtl.flow.warps = 1
   c.wsrtl.flow.iterations = 10
+  c.wsrtl.flow.align = True  # Align the pair's second frame onto t on the stable landmarks.
 
   c.wsrtl.semi = ml_collections.ConfigDict()
   c.wsrtl.semi.weight = 1.0  # 0 turns the mean teacher off.
@@ -53,4 +60,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.wsrtl.semi.negative_threshold = 0.2  # and below which it is 0; in between it is unknown.
   c.wsrtl.semi.strong_jitter = 0.4  # Extra colour jitter of the student's view.
   c.wsrtl.semi.rampup_steps = 300  # Sigmoid ramp-up of the semi-supervised weight.
+  c.wsrtl.semi.masked_aus = "ignore"  # ignore: no pseudo-label for AUs the masks hide; keep.
   return c

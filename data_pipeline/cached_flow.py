@@ -21,9 +21,10 @@ def pair_key(sequence, frame) -> str:
 
 
 def description(store: str, config: ml_collections.ConfigDict, splits) -> dict:
-  """What a cache was built for: the store, training subjects, gap, frame size and method."""
+  """What a cache was built for: the store, training subjects, pairing, frame size and method."""
   return {"store": store, "subjects": list(splits.train.subjects),
-          "pair_gap": int(config.data.pair_gap), "frame_size": int(splits.frame_size),
+          "pair_gap": int(config.data.pair_gap),
+          "pair_reference": config.data.get("pair_reference", "next"), "frame_size": int(splits.frame_size),
           "method": "farneback", "cell": CELL}
 
 
@@ -38,6 +39,7 @@ class FlowLookup:
                       "python -m data_pipeline.flow_cache --config ... --out DIR")
     with open(path) as f:
       index = json.load(f)
+    index.setdefault("pair_reference", "next")  # Caches that do not say hold (t, t + gap).
     wanted = description(store, config, splits)
     changed = [k for k in wanted if index.get(k) != wanted[k]]
     if changed:

@@ -23,6 +23,7 @@ tf.config.set_visible_devices([], "GPU")
 
 LABEL_HASH_BUCKETS = 100_000
 KINDS = ("labelled", "unlabelled", "pairs", "clips", "cross_identity")
+PAIR_REFERENCES = ("next", "first")  # data.pair_reference: (t, t + pair_gap) or (t, first frame).
 
 
 def store_name(config: ml_collections.ConfigDict) -> str:
@@ -160,9 +161,43 @@ def _units(ds: tf.data.Dataset, num_frames: int, offset: int, frame_step: int) -
   return tf.data.Dataset.zip(copies).map(stack).filter(contiguous)
 
 
+def pair_reference(data: ml_collections.ConfigDict) -> str:
+  """`data.pair_reference` ("next" where a config lacks it); UserError for another value."""
+  reference = data.get("pair_reference", "next")
+  if reference not in PAIR_REFERENCES:
+    raise UserError(f"data.pair_reference={reference!r}; choose one of "
+                    f"{', '.join(map(repr, PAIR_REFERENCES))}")
+  return reference
+
+
+def _reference_units(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """Pairs (t, the first frame of t's sequence) of every record t, in store order (the first
+  frame is paired with itself). A scan over the encoded records: nothing is decoded here."""
+  spec = ds.element_spec
+  empty = {k: tf.zeros(v.shape, v.dtype) for k, v in spec.items()}
+  empty["sequence"] = tf.constant("\0 no sequence")
+
+  def pair(first, ex):
+    same = tf.equal(first["sequence"], ex["sequence"])
+    first = {k: tf.where(same, first[k], ex[k]) for k in ex}
+    return first, {k: tf.stack([ex[k], first[k]]) for k in ex}
+  return ds.scan(empty, pair)
+
+
+def _pair_units(ds: tf.data.Dataset, data: ml_collections.ConfigDict, frame_step: int
+                ) -> tf.data.Dataset:
+  """The unlabelled pairs of `ds` that `data.pair_reference` asks for: (t, t + pair_gap), or
+  (t, the first frame of t's sequence)."""
+  if pair_reference(data) == "first":
+    return _reference_units(ds)
+  return _units(ds, 2, data.pair_gap, frame_step)
+
+
 def _check_units_exist(config, builder, splits: FoldSplits, kind: str) -> None:
   """Raises UserError when no training sequence is long enough for one unit of `kind` (the
   stream would otherwise wait forever for its first unit)."""
+  if kind == "pairs" and pair_reference(config.data) == "first":
+    return  # Every frame has a first frame of its sequence.
   num_frames, offset = unit_frames(kind, config.data)
   units = _units(records(builder, splits.train), num_frames, offset, splits.frame_step)
   if num_frames > 1 and not list(units.take(1).as_numpy_iterator()):
@@ -178,7 +213,9 @@ def _shuffled_units(config, builder, splits: FoldSplits, kind: str, seed: int) -
     ds = _labelled_only(ds, config.data.label_fraction)
   else:
     ds = ds.map(_unlabelled) if kind == "unlabelled" else _labelled(ds, config.data.label_fraction)
-  ds = _units(ds.cache().repeat(), *unit_frames(kind, config.data), splits.frame_step)
+  ds = ds.cache().repeat()
+  ds = (_pair_units(ds, config.data, splits.frame_step) if kind == "pairs"
+        else _units(ds, *unit_frames(kind, config.data), splits.frame_step))
   return ds.shuffle(config.data.shuffle_buffer, seed=seed)
 
 
@@ -187,7 +224,8 @@ def train_stream(config: ml_collections.ConfigDict, builder, splits: FoldSplits,
   """Endless shuffled, augmented training batches of this host, from `start_step`.
 
   `kind`: `labelled` frames (label_fraction applies), `unlabelled` frames (every training frame,
-  labels hidden), frame `pairs` (t, t + pair_gap), `clips` of clip_length frames clip_stride
+  labels hidden), frame `pairs` (t, t + pair_gap; or t and the first frame of its sequence,
+  `data.pair_reference="first"`), `clips` of clip_length frames clip_stride
   apart, or `cross_identity`: two clips of different subjects. Arrays are [B, ...] per frame,
   [B, T, ...] for pairs and clips, [B, 2, T, ...] for cross-identity; a unit's frames share one
   crop, flip and colour jitter.
@@ -242,8 +280,9 @@ def _with_cached_flow(process, config: ml_collections.ConfigDict, splits: FoldSp
 
 
 def pair_units(config: ml_collections.ConfigDict, builder, splits: FoldSplits) -> tf.data.Dataset:
-  """Every training pair (t, t + pair_gap) once, in store order, undecoded (for caches)."""
-  return _units(records(builder, splits.train), 2, config.data.pair_gap, splits.frame_step)
+  """Every training pair (see `data.pair_reference`) once, in store order, undecoded (for
+  caches)."""
+  return _pair_units(records(builder, splits.train), config.data, splits.frame_step)
 
 
 _DECODED_KEYS = ("image", "landmarks", "au_occurrence", "frame", "identity", "top_left", "flip",

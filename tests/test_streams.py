@@ -44,6 +44,16 @@ def test_pairs_and_clips_are_consecutive_frames_of_one_sequence(data, kind, fram
     assert 0 < same_unit < other_unit
 
 
+def test_reference_pairs_hold_a_frame_and_the_first_frame_of_its_sequence(data):
+  batches = _batches(data, "pairs", n=4, **{"data.pair_reference": "first"})
+  frames = np.concatenate([b["frame"] for b in batches])
+  assert (frames[:, 1] == 0).all() and (frames[:, 0] > 0).any()  # Sequences start at frame 0.
+  for batch in batches:
+    itself = batch["frame"][:, 0] == 0
+    same = np.abs(batch["image"][:, 0].astype(int) - batch["image"][:, 1]).mean((1, 2, 3))
+    assert (same[itself] == 0).all() and (same[~itself] > 0).all()
+
+
 def test_cross_identity_pairs_two_subjects(data):
   for batch in _batches(data, "cross_identity"):
     assert batch["image"].shape == (4, 2, LENGTH, CROP, CROP, 3)

@@ -10,12 +10,16 @@ import pytest
 from PIL import Image
 
 from configs import synthau_wsrtl
+from data_pipeline.alignment import MEAN_TEMPLATE_68
 from data_pipeline.au_sets import CENTRE_AUS, aus_of
 from data_pipeline.config_loading import load_config
 from tests.helpers import ROOT, cli_args, run_cli
 from wsrtl_jax import bench, evaluate, methods, models, parallel, train_state
 from wsrtl_jax.methods import wsrtl as wsrtl_method
+from jax.sharding import PartitionSpec as P
 from wsrtl_jax.logging_utils import read_jsonl
+from wsrtl_jax.parallel import AXIS
+from wsrtl_jax.models.resnet import IMAGE_MEAN, normalize_image
 from wsrtl_jax.models.wsrtl import tent_weights
 
 NUM_AUS = len(CENTRE_AUS)
@@ -55,10 +59,44 @@ def test_flow_target_of_a_shift_is_the_shift_in_cells():
   image = photo()
   pair = np.stack([image[4:-4, 4:-4], image[4:-4, 2:-6]])[None]  # Content moves 2 px right.
   config = synthau_wsrtl.get_config().wsrtl.flow
-  target = np.asarray(wsrtl_method.flow_target(jnp.asarray(pair), 4, config))
+  config.target, config.align = "pair", False
+  target = np.asarray(wsrtl_method.flow_target(jnp.asarray(pair), LANDMARKS, 4, config))
   assert target.shape == (1, 16, 16, 2)
   np.testing.assert_allclose(np.median(target[0, 3:-3, 3:-3], axis=(0, 1)), [0.5, 0.0],
                              atol=0.05)
+
+
+# Landmarks of both frames of a pair of 64 px faces, spread over the face (the same in both).
+LANDMARKS = jnp.asarray(np.stack([np.stack(np.meshgrid(np.linspace(16, 48, 17),
+                                                       np.linspace(16, 48, 4)), -1)
+                                  .reshape(68, 2)] * 2)[None], jnp.float32)
+
+
+def test_aligned_flow_target_leaves_out_the_head_motion_and_is_zero_for_a_frame_to_itself():
+  image = photo()
+  config = synthau_wsrtl.get_config().wsrtl.flow
+  config.target = "pair"
+  assert config.align
+  itself = np.stack([image[4:-4, 4:-4]] * 2)[None]
+  np.testing.assert_allclose(wsrtl_method.flow_target(jnp.asarray(itself), LANDMARKS, 4, config),
+                             0.0, atol=1e-3)
+  moved = np.stack([image[4:-4, 4:-4], image[4:-4, 2:-6]])[None]  # The head moves 2 px right,
+  landmarks = LANDMARKS.at[:, 1, :, 0].add(2.0)  # and its landmarks with it.
+  target = np.asarray(wsrtl_method.flow_target(jnp.asarray(moved), landmarks, 4, config))
+  assert np.abs(np.median(target[0, 3:-3, 3:-3], axis=(0, 1))).max() < 0.05
+
+
+def test_template_flow_is_zero_for_the_mean_face_and_follows_a_landmark_that_moves():
+  template = np.asarray(MEAN_TEMPLATE_68, np.float32) * 40 + 12  # The mean face at 64 px,
+  flow = np.asarray(wsrtl_method.template_flow(jnp.asarray(template[None]), 64, 4))
+  np.testing.assert_allclose(flow, 0.0, atol=1e-4)  # anywhere on the image: no deformation.
+  lowered = template.copy()
+  lowered[8, 1] += 4.0  # The chin 4 px (one cell) lower: AU26's jaw drop.
+  flow = np.asarray(wsrtl_method.template_flow(jnp.asarray(lowered[None]), 64, 4))
+  j, i = (lowered[8] - 1.5) / 4
+  cell = flow[0, int(round(i)), int(round(j))]
+  assert cell[1] > 0.5 and abs(cell[0]) < 0.2  # Downwards, in cells; the shift of the
+  assert np.abs(flow[0, 4, 4]).max() < 0.05  # similarity it causes is small elsewhere.
 
 
 def test_face_region_is_the_widened_landmark_box_in_cells():
@@ -72,6 +110,47 @@ def test_face_region_is_the_widened_landmark_box_in_cells():
 def test_pseudo_labels_keep_only_confident_teacher_probabilities():
   probs = jnp.array([[0.95, 0.5, 0.05, 0.8, 0.2]])
   assert wsrtl_method.pseudo_labels(probs, 0.8, 0.2).tolist() == [[1, -1, 0, -1, -1]]
+
+
+def test_inpainting_target_is_the_view_the_student_was_given_before_masking():
+  config, size = tiny_config(), 32
+  rng = np.random.default_rng(0)
+  weak = jnp.asarray(rng.uniform(0, 255, (4, size, size, 3)), jnp.float32)
+  centres = jnp.asarray(rng.uniform(4, size - 4, (4, NUM_AUS, 2, 2)), jnp.float32)
+  draw = jnp.asarray(rng.random((4, 3 + NUM_AUS)), jnp.float32)
+  views = wsrtl_method.student_views(weak, centres, draw, config.wsrtl, size)
+  mask = np.asarray(views["mask"])
+  assert 0 < mask.mean() < 0.9
+  assert np.abs(np.asarray(views["view"]) - np.asarray(weak)).mean() > 1  # Strong jitter.
+  np.testing.assert_array_equal(views["pixels"], normalize_image(views["view"], jnp.float32))
+  shown = np.asarray(views["input"])
+  np.testing.assert_array_equal(shown[~mask], np.asarray(views["view"])[~mask])
+  np.testing.assert_allclose(shown[mask], np.broadcast_to(IMAGE_MEAN, shown[mask].shape))
+
+
+@pytest.mark.parametrize("masked_aus", ["ignore", "keep"])
+def test_aus_the_masks_hide_carry_no_pseudo_label(masked_aus):
+  config = tiny_config()
+  config.wsrtl.semi.masked_aus = masked_aus
+  config.wsrtl.semi.positive_threshold = -1.0  # Every teacher call is a positive label.
+  model, _, state = methods.create(config, NUM_AUS)
+  mesh = parallel.make_mesh(1)
+  pairs = parallel.to_global_batch(bench.synthetic_batch(config, NUM_AUS), mesh)["pairs"]
+  targets = lambda teacher, p: wsrtl_method.unlabelled_targets(model, teacher, p, jnp.int32(3),
+                                                                config)
+  targets_of = jax.jit(jax.shard_map(  # BatchNorm in training mode reduces over the mesh axis.
+      targets, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS)))
+  views, targets = jax.device_get(targets_of(parallel.replicate(state.teacher, mesh), pairs))
+  hidden = np.asarray(views["hidden"])
+  assert (hidden.sum(1) >= config.wsrtl.inpainting.num_masked).all()
+  assert (hidden.sum(1) < NUM_AUS).all()
+  mask = np.asarray(views["mask"])
+  centres = np.asarray(jax.device_get(pairs["au_centres"]))[:, 0][:, list(model.token_aus)]
+  centres = np.round(centres).astype(int)
+  for n, a in zip(*np.nonzero(hidden)):  # Both centres of a hidden AU lie in the mask.
+    assert all(mask[n, y, x] for x, y in centres[n, a])
+  expected = np.where(hidden, -1, 1) if masked_aus == "ignore" else np.ones_like(hidden)
+  np.testing.assert_array_equal(targets["pseudo"], expected)
 
 
 def tiny_config(**weights):
@@ -198,6 +277,10 @@ def test_train_cli_logs_every_loss_draws_samples_and_reports(tmp_path):
   assert all(r["flow_skill"] <= 1 and r["inpainting_skill"] <= 1 for r in rows)
   result = json.loads((workdir / "eval.json").read_text())
   assert result["skill_pairs"] == 4 * 8  # Four batches of the test subjects' pairs.
+  assert result["networks"].keys() == {"student", "teacher"}  # eval.model=best scores both,
+  chosen = result["networks"][result["network"]]  # and reports the one better on validation.
+  assert chosen["val_avg_f1"] == max(n["val_avg_f1"] for n in result["networks"].values())
+  assert chosen["avg_f1"] == result["avg_f1"]
   assert np.isfinite(result["flow_skill"]) and result["flow_skill"] <= 1
   assert np.isfinite(result["inpainting_skill"]) and result["inpainting_skill"] <= 1
   with Image.open(workdir / "wsrtl_samples.png") as image:

@@ -76,6 +76,40 @@ def evaluate_split(predict, state, config, builder, splits, which: str, mesh) ->
   return result
 
 
+EVAL_MODELS = ("student", "teacher", "best")  # eval.model
+
+
+def candidate_states(config: ml_collections.ConfigDict, state: TrainState
+                     ) -> dict[str, TrainState]:
+  """The networks `eval.model` scores: the student (`state`), the mean teacher (the state with
+  the teacher's variables), or both for `best`, which picks the better on validation. `best`
+  of a run without a teacher is its student; `teacher` there is a UserError."""
+  choice = config.eval.get("model", "student")
+  if choice not in EVAL_MODELS:
+    raise UserError(f"eval.model={choice!r}; choose one of {', '.join(map(repr, EVAL_MODELS))}")
+  if choice == "student" or (choice == "best" and state.teacher is None):
+    return {"student": state}
+  if state.teacher is None:
+    raise UserError(f"eval.model='teacher', but this run (method {config.get('method')!r}) "
+                    "keeps no mean teacher (WSRTL keeps one where wsrtl.semi.weight > 0); use "
+                    "eval.model='student' or 'best'")
+  teacher = state.replace(params=state.teacher["params"],
+                          batch_stats=state.teacher["batch_stats"])
+  return {"teacher": teacher} if choice == "teacher" else {"student": state, "teacher": teacher}
+
+
+def score_candidates(predict, state: TrainState, config, builder, splits, which: str, mesh
+                     ) -> dict[str, dict]:
+  """evaluate_split of each of candidate_states, by name."""
+  return {name: evaluate_split(predict, s, config, builder, splits, which, mesh)
+          for name, s in candidate_states(config, state).items()}
+
+
+def best_candidate(scores: dict[str, dict]) -> str:
+  """The name of the best-scoring candidate (average F1; the student on a tie)."""
+  return max(scores, key=lambda name: (scores[name]["avg_f1"], name == "student"))
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: str = "test",
                         context=None, manager=None, step: int | None = None) -> dict:
   """Evaluates the best-on-validation checkpoint (or `step`) on `which`; writes the JSON and
@@ -96,7 +130,20 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
                     f"kept: {list(manager.all_steps())}")
   state = checkpointing.restore(manager, chosen, state)
   predict = make_predict_fn(model, config.data.image_size)
-  result = evaluate_split(predict, state, config, builder, splits, which, mesh)
+  candidates = candidate_states(config, state)
+  if len(candidates) > 1:  # eval.model=best: the network chosen on validation, both reported.
+    validation = score_candidates(predict, state, config, builder, splits, "validation", mesh)
+    tested = score_candidates(predict, state, config, builder, splits, which, mesh)
+    network = best_candidate(validation)
+    result = dict(tested[network])
+    result["networks"] = {name: {"val_avg_f1": validation[name]["avg_f1"],
+                                 "avg_f1": tested[name]["avg_f1"], "auc": tested[name]["auc"]}
+                          for name in candidates}
+  else:
+    network = next(iter(candidates))
+    result = evaluate_split(predict, candidates[network], config, builder, splits, which, mesh)
+  state = candidates[network]
+  result["network"] = network
   result.update(methods.get_method(config).evaluate_extras(config, builder, splits, model, state,
                                                            which))
   result.update(step=int(chosen), split=which, dataset=config.data.name, fold=config.data.fold)
@@ -104,7 +151,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, which: 
     logging_utils.write_atomic(os.path.join(workdir, name), json.dumps(result, indent=2))
     plots.plot_per_au_f1(result, os.path.join(workdir, name.replace(".json", "_per_au_f1.png")))
     print(f"\n{config.data.name} fold {config.data.fold}, {which} split "
-          f"({result['num_frames']} frames), checkpoint step {chosen} (best on validation):")
+          f"({result['num_frames']} frames), checkpoint step {chosen} (best on validation), "
+          f"{network}:")
     print(metrics.format_f1_table(
         {f"ours ({config.model.backbone})": result["per_au_f1"],
          "all-positive (chance)": result["chance_all_positive"]}, splits.aus))

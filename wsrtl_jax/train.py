@@ -18,7 +18,8 @@ from data_pipeline.errors import UserError
 from data_pipeline.progress import Progress
 from wsrtl_jax import (checkpointing, config_checks, face_geometry, losses, methods, parallel,
                        plots, pretrained, train_state)
-from wsrtl_jax.evaluate import evaluate_checkpoint, evaluate_split, make_predict_fn
+from wsrtl_jax.evaluate import (best_candidate, candidate_states, evaluate_checkpoint,
+                                make_predict_fn, score_candidates)
 from wsrtl_jax.experiment import data_source, setup
 from wsrtl_jax.logging_utils import MetricsLog
 from wsrtl_jax.preemption import PreemptionWatch
@@ -77,10 +78,16 @@ def _checkpoint(method: methods.Method, step: int, state, writer: checkpointing.
   if not method.has_labels:
     writer.save(step, state)  # No labels: the latest checkpoint is the one.
     return
-  val = validate(state)
-  val_log.write(step, {"val_avg_f1": val["avg_f1"], "val_auc": val["auc"]})
+  scores = validate(state)
+  best = best_candidate(scores)
+  val = scores[best]
+  record = {"val_avg_f1": val["avg_f1"], "val_auc": val["auc"]}
+  if len(scores) > 1:
+    record.update({f"val_{name}_avg_f1": s["avg_f1"] for name, s in scores.items()})
+  val_log.write(step, record)
   if is_chief:
-    progress.print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}")
+    of = f" ({best})" if len(scores) > 1 else ""
+    progress.print(f"step {step}: validation avg F1 {100 * val['avg_f1']:.1f}{of}")
   writer.save(step, state, val["avg_f1"])
 
 
@@ -99,6 +106,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict 
   if config.model.get("init_from"):
     pretrained.check_padding(config, config.model.init_from)
   context = setup(config)
+  if methods.get_method(config).has_labels:
+    candidate_states(config, context[-1])  # A bad eval.model fails before anything is written.
   created = not os.path.exists(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -147,7 +156,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, context,
   train_step = parallel.shard_step(
       method.make_step(config, model, optimizer, schedule, au_weights), mesh)
   predict = make_predict_fn(model, config.data.image_size)
-  validate = lambda s: evaluate_split(predict, s, config, builder, splits, "validation", mesh)
+  validate = lambda s: score_candidates(predict, s, config, builder, splits, "validation", mesh)
   batches = parallel.prefetch_to_mesh(
       method.train_inputs(config, data, builder, splits, mesh, start), mesh,
       config.data.prefetch_to_device)

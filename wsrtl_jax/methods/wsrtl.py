@@ -2,11 +2,14 @@
 pairs RoI inpainting, single-image flow and mean-teacher semi-supervision, each switched on by a
 weight above zero in `config.wsrtl` (so that ablations are config overrides).
 
-One student forward pass serves all four losses: the labelled frames (intact) and the first
-frames of the pairs (the student's strong view: extra colour jitter and, with inpainting, the
-masked AU regions) go through the network together, which also keeps one set of BatchNorm
-statistics. The teacher (EMA of the student) sees the pairs' first frames as streamed (the weak
-view). Flow targets come from the intact pairs, inside the step (wsrtl_jax.flow).
+The student's view of an unlabelled frame is its weak view re-jittered; inpainting masks AU
+regions of it and reconstructs that very view, and the semi-supervised loss skips the AUs the
+masks hide (`wsrtl.semi.masked_aus`). The labelled frames and the views go through the student
+in one pass (`wsrtl.batch_norm="shared"`) or in two, each normalised with its own batch
+statistics and the running statistics kept from the labelled frames alone (`"per_view"`). The
+teacher (EMA of the student) sees the weak view. Flow targets come from the intact pairs, inside
+the step (wsrtl_jax.flow): from frame t to its pair's other frame (`data.pair_reference`),
+aligned onto t on the stable landmarks (`wsrtl.flow.align`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
+from data_pipeline.alignment import MEAN_TEMPLATE_68
 from data_pipeline.augment_params import jitter_bounds
+from data_pipeline.errors import UserError
 from wsrtl_jax import flow, image_ops, losses, parallel, train_state
 from wsrtl_jax.batch_ops import global_mean, global_value_and_grad, pool_to, uniform_rows
 from wsrtl_jax.methods import Method, needs_section, supervised
@@ -63,13 +68,76 @@ def face_region(landmarks: jnp.ndarray, size: int, stride: int, margin: float = 
   return in_y[:, :, None] & in_x[:, None, :]
 
 
-def flow_target(frames: jnp.ndarray, stride: int, config: ml_collections.ConfigDict
-                ) -> jnp.ndarray:
-  """Flow of a pair [B, 2, S, S, 3] (0-255), averaged over `stride` x `stride` cells and in the
-  pixels of that map: [B, S/stride, S/stride, 2]."""
-  full = flow.estimate_flow(frames[:, 0] / 255.0, frames[:, 1] / 255.0, levels=config.levels,
+# Landmarks that AUs barely move (the eye corners, the nose bridge, the jaw's ends at the ears):
+# the similarity between two frames fitted on them is the head's and the camera's motion.
+STABLE_LANDMARKS = (0, 16, 27, 28, 29, 30, 36, 39, 42, 45)
+
+
+def fit_similarity(source: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+  """Least-squares similarities [B, 2, 3] taking points `source` [B, N, 2] onto `target`."""
+  mean_s, mean_t = source.mean(1, keepdims=True), target.mean(1, keepdims=True)
+  s, t = source - mean_s, target - mean_t
+  norm = jnp.maximum((s ** 2).sum((1, 2)), 1e-9)
+  a = (s[..., 0] * t[..., 0] + s[..., 1] * t[..., 1]).sum(1) / norm
+  b = (s[..., 0] * t[..., 1] - s[..., 1] * t[..., 0]).sum(1) / norm
+  rotation = jnp.stack([jnp.stack([a, -b], -1), jnp.stack([b, a], -1)], -2)  # [B, 2, 2]
+  shift = mean_t[:, 0] - jnp.einsum("bij,bj->bi", rotation, mean_s[:, 0])
+  return jnp.concatenate([rotation, shift[..., None]], axis=-1)
+
+
+def aligned_second(frames: jnp.ndarray, landmarks: jnp.ndarray) -> jnp.ndarray:
+  """The second frame of each pair [B, 2, S, S, 3] warped onto the first by the similarity of
+  their stable landmarks [B, 2, 68, 2]: what is left between the two is the face's own motion."""
+  stable = jnp.asarray(STABLE_LANDMARKS)
+  matrix = fit_similarity(landmarks[:, 0, stable], landmarks[:, 1, stable])
+  size = frames.shape[2]
+  grid = jnp.stack(jnp.meshgrid(jnp.arange(size, dtype=jnp.float32),
+                                jnp.arange(size, dtype=jnp.float32)), -1)  # [S, S, (x, y)]
+  mapped = jnp.einsum("bij,hwj->bhwi", matrix[..., :2], grid) + matrix[:, None, None, :, 2]
+  return flow.warp(frames[:, 1], mapped - grid)
+
+
+def pair_flow(frames: jnp.ndarray, landmarks: jnp.ndarray, stride: int,
+              config: ml_collections.ConfigDict) -> jnp.ndarray:
+  """Flow from the first frame of each pair [B, 2, S, S, 3] (0-255) to the second (aligned onto
+  the first on the stable landmarks [B, 2, 68, 2] where `config.align`), averaged over `stride` x
+  `stride` cells and in the pixels of that map: [B, S/stride, S/stride, 2]."""
+  second = aligned_second(frames, landmarks) if config.get("align", False) else frames[:, 1]
+  full = flow.estimate_flow(frames[:, 0] / 255.0, second / 255.0, levels=config.levels,
                             warps=config.warps, iterations=config.iterations)
   return pool_to(full, full.shape[1] // stride) / stride
+
+
+def template_flow(landmarks: jnp.ndarray, size: int, stride: int, sigma: float = 1.0
+                  ) -> jnp.ndarray:
+  """The face's deformation from the mean face, a function of the one frame: the displacement of
+  each of its landmarks [B, 68, 2] from the mean template placed on them (the similarity fitted
+  on the stable landmarks), spread to the cells of a `stride` map by Gaussian weights of
+  `sigma` cells around each landmark (normalised), in the pixels of that map:
+  [B, size/stride, size/stride, 2]."""
+  template = jnp.broadcast_to(jnp.asarray(MEAN_TEMPLATE_68, jnp.float32), landmarks.shape)
+  stable = jnp.asarray(STABLE_LANDMARKS)
+  matrix = fit_similarity(template[:, stable], landmarks[:, stable])
+  placed = jnp.einsum("bij,bnj->bni", matrix[..., :2], template) + matrix[:, None, :, 2]
+  shift = (landmarks - placed) / stride  # [B, 68, 2]
+  centres = jnp.arange(size // stride, dtype=jnp.float32) * stride + (stride - 1) / 2
+  dx = (centres[None, None, :] - landmarks[..., 0:1]) / (sigma * stride)  # [B, 68, W]
+  dy = (centres[None, None, :] - landmarks[..., 1:2]) / (sigma * stride)  # [B, 68, H]
+  weights = jnp.exp(-0.5 * (dy[..., :, None] ** 2 + dx[..., None, :] ** 2))  # [B, 68, H, W]
+  return (jnp.einsum("bnhw,bnc->bhwc", weights, shift)
+          / (weights.sum(1)[..., None] + 1e-6))
+
+
+FLOW_TARGETS = ("template", "pair")  # wsrtl.flow.target
+
+
+def flow_target(frames: jnp.ndarray, landmarks: jnp.ndarray, stride: int,
+                config: ml_collections.ConfigDict) -> jnp.ndarray:
+  """The flow head's target on the pairs [B, 2, S, S, 3] with their landmarks [B, 2, 68, 2]:
+  template_flow of the first frame (`config.target="template"`) or pair_flow (`"pair"`)."""
+  if config.get("target", "pair") == "template":
+    return template_flow(landmarks[:, 0], frames.shape[2], stride)
+  return pair_flow(frames, landmarks, stride, config)
 
 
 def inpainting_sums(reconstruction: jnp.ndarray, pixels: jnp.ndarray, mask: jnp.ndarray
@@ -115,6 +183,90 @@ def uses_pairs(config: ml_collections.ConfigDict) -> bool:
   return max(w.inpainting.weight, w.flow.weight, w.semi.weight) > 0
 
 
+def hidden_aus(mask: jnp.ndarray, centres: jnp.ndarray) -> jnp.ndarray:
+  """[B, A] bool: the AUs both of whose centres [B, A, 2, 2] (x, y) lie in the masked pixels
+  [B, S, S]: the masked input shows neither (centres off the image count as not masked)."""
+  size = mask.shape[1]
+  pixel = jnp.round(centres).astype(jnp.int32)
+  inside = jnp.all((pixel >= 0) & (pixel < size), axis=-1)
+  pixel = jnp.clip(pixel, 0, size - 1)
+  rows = jnp.arange(mask.shape[0])[:, None, None]
+  return jnp.all(mask[rows, pixel[..., 1], pixel[..., 0]] & inside, axis=-1)
+
+
+def student_views(weak: jnp.ndarray, centres: jnp.ndarray, draw: jnp.ndarray,
+                  w: ml_collections.ConfigDict, size: int) -> dict[str, jnp.ndarray]:
+  """The student's view of the unlabelled frames `weak` [B, S, S, 3] (0-255) and what the
+  auxiliary losses compare it with, from the per-image uniform draws [B, 3 + A].
+
+  `view`: the weak view re-jittered (`semi.strong_jitter`), the image the network is given; with
+  inpainting, `input` is `view` with the AU regions of `mask` [B, S, S] filled with the mean
+  colour, `pixels` is `view` normalised (the inpainting target: only colours the input showed
+  outside the masks) and `hidden` [B, A] the AUs the masks hide (hidden_aus of `centres`, the
+  model's AUs' [B, A, 2, 2])."""
+  view = weak
+  if w.semi.strong_jitter > 0:
+    low, high = map(jnp.asarray, jitter_bounds(w.semi.strong_jitter))
+    view = image_ops.colour_jitter(view, low + (high - low) * draw[:, :3])
+  out = {"view": view, "input": view}
+  if w.inpainting.weight > 0:
+    mask = region_mask(draw[:, 3:], centres, w.inpainting.num_masked,
+                       w.inpainting.patch_fraction * size, size)
+    out.update(mask=mask, pixels=normalize_image(view, jnp.float32),
+               hidden=hidden_aus(mask, centres),
+               input=jnp.where(mask[..., None], IMAGE_MEAN, view))
+  return out
+
+
+def check_choices(config: ml_collections.ConfigDict) -> None:
+  """UserError for a WSRTL choice outside its options."""
+  needs_section(config, "configs/synthau_wsrtl.py")
+  w = config.wsrtl
+  for key, value, options in (("wsrtl.batch_norm", w.get("batch_norm", "shared"), BATCH_NORMS),
+                              ("wsrtl.semi.masked_aus", w.semi.get("masked_aus", "keep"),
+                               MASKED_AUS),
+                              ("wsrtl.flow.target", w.flow.get("target", "pair"), FLOW_TARGETS)):
+    if value not in options:
+      raise UserError(f"{key}={value!r}; choose one of {', '.join(map(repr, options))}")
+  pair_as_cached = w.flow.get("target", "pair") == "pair" and not w.flow.get("align", False)
+  if config.data.get("flow_cache") and w.flow.weight > 0 and not pair_as_cached:
+    raise UserError("data.flow_cache holds flow between the unaligned frames of each pair; "
+                    "with it set wsrtl.flow.target='pair' and wsrtl.flow.align=False, or leave "
+                    "data.flow_cache empty")
+
+
+BATCH_NORMS = ("per_view", "shared")  # wsrtl.batch_norm
+MASKED_AUS = ("ignore", "keep")  # wsrtl.semi.masked_aus
+
+
+def unlabelled_targets(model, teacher: dict | None, pairs: dict, step: jnp.ndarray,
+                       config: ml_collections.ConfigDict) -> tuple[dict, dict]:
+  """The student's views of the pairs' first frames (student_views, drawn from the seed and
+  `step`) and the auxiliary targets: the flow and face cells [B, S/4, S/4] where flow is on, and
+  where the mean teacher is on its pseudo-labels [B, A] on the weak view, -1 (none) for the AUs
+  the masks hide when `wsrtl.semi.masked_aus="ignore"`."""
+  w, size = config.wsrtl, config.data.image_size
+  frames = image_ops.finish_images(pairs["image"], pairs["flip"], pairs["jitter"], size)
+  weak, weak_centres = frames[:, 0], pairs["au_centres"][:, 0]
+  draw = uniform_rows(jax.random.fold_in(jax.random.key(config.seed), step), weak.shape[0],
+                      3 + len(model.token_aus))
+  views = student_views(weak, weak_centres[:, jnp.asarray(model.token_aus)], draw, w, size)
+  targets = {}
+  if w.flow.weight > 0:  # Cached offline targets if the pipeline streams them, else TV-L1.
+    targets["flow"] = (pairs["flow"] if "flow" in pairs else jax.lax.stop_gradient(
+        flow_target(frames, pairs["landmarks"], 4, w.flow)))
+    targets["face"] = face_region(pairs["landmarks"][:, 0], size, 4)
+  if w.semi.weight > 0:
+    teacher_logits, _ = model.apply(teacher, weak, weak_centres, train=True,
+                                    mutable=["batch_stats"])
+    pseudo = pseudo_labels(jax.nn.sigmoid(jax.lax.stop_gradient(teacher_logits)),
+                           w.semi.positive_threshold, w.semi.negative_threshold)
+    if "hidden" in views and w.semi.get("masked_aus", "keep") == "ignore":
+      pseudo = jnp.where(views["hidden"], -1, pseudo)
+    targets["pseudo"] = pseudo
+  return views, targets
+
+
 def make_train_step(model, optimizer: optax.GradientTransformation, schedule: optax.Schedule,
                     au_weights: jnp.ndarray, config: ml_collections.ConfigDict) -> Callable:
   """Per-device WSRTL step over {"labelled": frames, "pairs": unlabelled frame pairs}; reduces
@@ -122,55 +274,45 @@ def make_train_step(model, optimizer: optax.GradientTransformation, schedule: op
   w, size = config.wsrtl, config.data.image_size
   inpaint, predict_flow, semi = (w.inpainting.weight > 0, w.flow.weight > 0, w.semi.weight > 0)
   unlabelled = uses_pairs(config)
-  side = w.inpainting.patch_fraction * size
-  token_aus = jnp.asarray(model.token_aus)
+  per_view = w.get("batch_norm", "shared") == "per_view"
 
   def train_step(state: TrainState, batch: dict):
     lab = batch["labelled"]
     images = image_ops.finish_images(lab["image"], lab["flip"], lab["jitter"], size)
-    centres = lab["au_centres"]
     n = images.shape[0]
-    targets = {}
+    views, targets, weak_centres = {}, {}, None
     if unlabelled:
-      pairs = batch["pairs"]
-      frames = image_ops.finish_images(pairs["image"], pairs["flip"], pairs["jitter"], size)
-      weak, weak_centres = frames[:, 0], pairs["au_centres"][:, 0]
-      draw = uniform_rows(jax.random.fold_in(jax.random.key(config.seed), state.step),
-                           weak.shape[0], 3 + len(model.token_aus))
-      strong = weak
-      if w.semi.strong_jitter > 0:
-        low, high = map(jnp.asarray, jitter_bounds(w.semi.strong_jitter))
-        strong = image_ops.colour_jitter(strong, low + (high - low) * draw[:, :3])
-      if inpaint:
-        targets["mask"] = region_mask(draw[:, 3:], weak_centres[:, token_aus],
-                                      w.inpainting.num_masked, side, size)
-        targets["pixels"] = normalize_image(weak, jnp.float32)
-        strong = jnp.where(targets["mask"][..., None], IMAGE_MEAN, strong)
-      if predict_flow:  # Cached offline targets if the pipeline streams them, else TV-L1.
-        targets["flow"] = (pairs["flow"] if "flow" in pairs
-                           else jax.lax.stop_gradient(flow_target(frames, 4, w.flow)))
-        targets["face"] = face_region(pairs["landmarks"][:, 0], size, 4)
-      if semi:
-        teacher_logits, _ = model.apply(state.teacher, weak, weak_centres, train=True,
-                                        mutable=["batch_stats"])
-        targets["pseudo"] = pseudo_labels(jax.nn.sigmoid(jax.lax.stop_gradient(teacher_logits)),
-                                          w.semi.positive_threshold, w.semi.negative_threshold)
-      images = jnp.concatenate([images, strong])
-      centres = jnp.concatenate([centres, weak_centres])
+      weak_centres = batch["pairs"]["au_centres"][:, 0]
+      views, targets = unlabelled_targets(model, state.teacher, batch["pairs"], state.step,
+                                          config)
+
+    def forward(params):
+      """The student's outputs: AU logits of the labelled frames then of the student views, and
+      the decoders' outputs on the views; with `per_view` BatchNorm, two passes, the running
+      statistics kept from the labelled frames' alone."""
+      apply = lambda x, c, **kw: model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, x, c, train=True,
+          method=model.train_outputs, mutable=["batch_stats"], **kw)
+      if not unlabelled:
+        return apply(images, lab["au_centres"], reconstruct=False, predict_flow=False)
+      if not per_view:
+        return apply(jnp.concatenate([images, views["input"]]),
+                     jnp.concatenate([lab["au_centres"], weak_centres]), decode_from=n,
+                     reconstruct=inpaint, predict_flow=predict_flow)
+      out, new_vars = apply(images, lab["au_centres"], reconstruct=False, predict_flow=False)
+      aux, _ = apply(views["input"], weak_centres, reconstruct=inpaint, predict_flow=predict_flow)
+      return {**aux, "logits": jnp.concatenate([out["logits"], aux["logits"]])}, new_vars
 
     def loss_fn(params):
-      out, new_vars = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, images, centres, train=True,
-          decode_from=n, reconstruct=inpaint, predict_flow=predict_flow,
-          method=model.train_outputs, mutable=["batch_stats"])
+      out, new_vars = forward(params)
       logits = out["logits"]
       terms = {"au": global_mean(*losses.weighted_bce_sum(logits[:n], lab["label"],
                                                            au_weights))}
       total, sums = terms["au"], {}
       if inpaint:
         reconstruction = out["reconstruction"]
-        pixels = pool_to(targets["pixels"], reconstruction.shape[1])
-        mask = pool_to(targets["mask"][..., None].astype(jnp.float32), reconstruction.shape[1])
+        pixels = pool_to(views["pixels"], reconstruction.shape[1])
+        mask = pool_to(views["mask"][..., None].astype(jnp.float32), reconstruction.shape[1])
         sums["inpainting"] = inpainting_sums(reconstruction, pixels, mask)
         terms["inpainting"] = global_mean(sums["inpainting"][0], 3.0 * mask.sum())
         total += w.inpainting.weight * terms["inpainting"]
@@ -236,7 +378,7 @@ def make_sample_fn(model, config: ml_collections.ConfigDict) -> Callable:
     filled = jax.image.resize(denormalize(out["reconstruction"]), first.shape, "linear")
     return {"input": first, "masked": masked,
             "reconstruction": jnp.where(mask[..., None], filled, first),
-            "target_flow": flow_target(frames, 4, config.wsrtl.flow),
+            "target_flow": flow_target(frames, pairs["landmarks"], 4, config.wsrtl.flow),
             "predicted_flow": out["flow"]}
 
   return sample
@@ -258,7 +400,8 @@ def make_skill_fn(model, config: ml_collections.ConfigDict) -> Callable:
           pool_to(mask[..., None].astype(jnp.float32), side))
     if w.flow.weight > 0:
       face = face_region(pairs["landmarks"][:, 0], size, 4).astype(jnp.float32)
-      result["flow"] = flow_sums(out["flow"], flow_target(frames, 4, w.flow), face)
+      result["flow"] = flow_sums(out["flow"], flow_target(frames, pairs["landmarks"], 4, w.flow),
+                                face)
     return result
 
   return sums
@@ -349,7 +492,7 @@ def bench_extras(config: ml_collections.ConfigDict, batch: dict, mesh, step_seco
 
   def targets(p):
     frames = image_ops.finish_images(p["image"], p["flip"], p["jitter"], size)
-    return flow_target(frames, 4, config.wsrtl.flow)
+    return flow_target(frames, p["landmarks"], 4, config.wsrtl.flow)
 
   fn = jax.jit(jax.shard_map(targets, mesh=mesh, in_specs=P(AXIS), out_specs=P(AXIS)))
   flow_s = timer(fn, (batch["pairs"],))
@@ -364,7 +507,7 @@ METHOD = Method(
     train_inputs=train_inputs,
     synthetic_batch=synthetic_batch,
     images_per_step=images_per_step,
-    check_config=lambda config: needs_section(config, "configs/synthau_wsrtl.py"),
+    check_config=check_choices,
     write_samples=write_samples,
     evaluate_extras=evaluate_extras,
     batch_keys=("global_batch_size", "wsrtl.pairs_batch_size"),
