@@ -24,7 +24,8 @@ def description(store: str, config: ml_collections.ConfigDict, splits) -> dict:
   """What a cache was built for: the store, training subjects, pairing, frame size and method."""
   return {"store": store, "subjects": list(splits.train.subjects),
           "pair_gap": int(config.data.pair_gap),
-          "pair_reference": config.data.get("pair_reference", "next"), "frame_size": int(splits.frame_size),
+          "pair_reference": config.data.get("pair_reference", "next"),
+          "frame_size": int(splits.frame_size),
           "method": "farneback", "cell": CELL}
 
 

@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline import input_pipeline  # noqa: E402
+from data_pipeline.alignment import fit_similarity, transform_points  # noqa: E402
 from data_pipeline.config_loading import load_config  # noqa: E402
 from wsrtl_jax.methods.wsrtl import STABLE_LANDMARKS  # noqa: E402
 
@@ -31,14 +32,7 @@ def aligned_onto(points: np.ndarray, onto: np.ndarray) -> np.ndarray:
   """`points` [68, 2] moved by the least-squares similarity of their stable landmarks onto
   `onto`'s."""
   stable = list(STABLE_LANDMARKS)
-  src, dst = points[stable], onto[stable]
-  ms, md = src.mean(0), dst.mean(0)
-  s, d = src - ms, dst - md
-  norm = (s ** 2).sum()
-  a = (s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]).sum() / norm
-  b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / norm
-  rotation = np.array([[a, -b], [b, a]])
-  return points @ rotation.T + (md - rotation @ ms)
+  return transform_points(points, fit_similarity(points[stable], onto[stable])).astype(np.float64)
 
 
 def ridge_r2(features: np.ndarray, targets: np.ndarray, lam: float = 10.0, seed: int = 0

@@ -7,8 +7,9 @@ regions of it and reconstructs that very view, and the semi-supervised loss skip
 masks hide (`wsrtl.semi.masked_aus`). The labelled frames and the views go through the student
 in one pass (`wsrtl.batch_norm="shared"`) or in two, each normalised with its own batch
 statistics and the running statistics kept from the labelled frames alone (`"per_view"`). The
-teacher (EMA of the student) sees the weak view. Flow targets come from the intact pairs, inside
-the step (wsrtl_jax.flow): from frame t to its pair's other frame (`data.pair_reference`),
+teacher (EMA of the student) sees the weak view. The flow target is computed inside the step:
+the face's deformation from the mean face (`wsrtl.flow.target="template"`), or TV-L1 flow
+(wsrtl_jax.flow) from frame t to its pair's other frame (`"pair"`, `data.pair_reference`),
 aligned onto t on the stable landmarks (`wsrtl.flow.align`).
 """
 from __future__ import annotations
