@@ -136,9 +136,10 @@ def flow_target(frames: jnp.ndarray, landmarks: jnp.ndarray, stride: int,
                 config: ml_collections.ConfigDict) -> jnp.ndarray:
   """The flow head's target on the pairs [B, 2, S, S, 3] with their landmarks [B, 2, 68, 2]:
   template_flow of the first frame (`config.target="template"`) or pair_flow (`"pair"`)."""
-  if config.get("target", "pair") == "template":
-    return template_flow(landmarks[:, 0], frames.shape[2], stride)
-  return pair_flow(frames, landmarks, stride, config)
+  with jax.named_scope("flow_targets"):  # What a profile of the step names these ops by.
+    if config.get("target", "pair") == "template":
+      return template_flow(landmarks[:, 0], frames.shape[2], stride)
+    return pair_flow(frames, landmarks, stride, config)
 
 
 def inpainting_sums(reconstruction: jnp.ndarray, pixels: jnp.ndarray, mask: jnp.ndarray
