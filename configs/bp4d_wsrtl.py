@@ -30,6 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.log_every = 100
   c.global_batch_size = 128
   c.wsrtl.pairs_batch_size = 128
+  c.wsrtl.inpainting.weight = 1.0  # The paper's sum of the losses; SynthAU's small network
+  c.wsrtl.flow.weight = 1.0  # and short run take 0.2 (configs/synthau_wsrtl.py).
 
   c.paper_row = "wsrtl_bp4d"
   c.data.name = "bp4d"

@@ -35,17 +35,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.inpaint_upsamples = 1  # Reconstruct at 1/2 (1) or full (2) input size.
 
   c.wsrtl = ml_collections.ConfigDict()
-  c.wsrtl.pairs_batch_size = 32  # Unlabelled frame pairs per step, beside the labelled batch.
+  c.wsrtl.pairs_batch_size = 16  # Unlabelled frame pairs per step, beside the labelled batch.
   c.wsrtl.batch_norm = "per_view"  # per_view: the views in their own pass, running statistics
   #                                  of the labelled frames alone; shared: one pass for all.
 
   c.wsrtl.inpainting = ml_collections.ConfigDict()
-  c.wsrtl.inpainting.weight = 1.0  # 0 turns RoI inpainting off.
+  # 0.2: at 1 the two decoders' gradients are 3-5 times the AU loss's and steer the backbone.
+  c.wsrtl.inpainting.weight = 0.2  # 0 turns RoI inpainting off.
   c.wsrtl.inpainting.num_masked = 3  # AU regions masked per image (both centres of each).
   c.wsrtl.inpainting.patch_fraction = 0.2  # Side of each square patch, as a share of the input.
 
   c.wsrtl.flow = ml_collections.ConfigDict()
-  c.wsrtl.flow.weight = 1.0  # 0 turns single-image flow off.
+  c.wsrtl.flow.weight = 0.2  # 0 turns single-image flow off.
   c.wsrtl.flow.target = "template"  # The face's deformation from the mean face (one frame), or
   #                                  "pair": TV-L1 flow from t to its pair's other frame.
   c.wsrtl.flow.levels = 4  # TV-L1 target (wsrtl_jax.flow.estimate_flow) settings.
