@@ -86,7 +86,7 @@ def fold_splits(config: ml_collections.ConfigDict, builder: tfds.core.DatasetBui
                                 for role in ("train", "validation", "test")})
 
 
-def _keep_label(example: dict, fraction: float) -> tf.Tensor:
+def keeps_label(example: dict, fraction: float) -> tf.Tensor:
   """Whether a training frame keeps its labels: a fixed hash of its id, so runs agree."""
   key = tf.strings.join([example["sequence"], tf.strings.as_string(example["frame"])], "/")
   bucket = tf.strings.to_hash_bucket_fast(key, LABEL_HASH_BUCKETS)
@@ -110,7 +110,7 @@ def _host_share(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 def _labelled(ds: tf.data.Dataset, fraction: float) -> tf.data.Dataset:
   def relabel(ex):
-    keep = _keep_label(ex, fraction)
+    keep = keeps_label(ex, fraction)
     ex = dict(ex)
     ex["au_occurrence"] = tf.where(keep, ex["au_occurrence"], -tf.ones_like(ex["au_occurrence"]))
     return ex
