@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ./run.sh        install what is missing, train the supervised baseline and WSRTL on SynthAU with
-#                 10% of the training frames labelled, print their per-AU tables side by side
+# ./run.sh        install what is missing, train on SynthAU with 10% of the training frames
+#                 labelled the supervised baseline, the WSRTL network alone (no auxiliary part)
+#                 and WSRTL, print their per-AU tables side by side
 # ./run.sh test   install what is missing (with requirements-test.txt), run the test suite on
 #                 TEST_WORKERS processes (default 2; 0 runs it in this one)
 # PYTHON=python3.12 ./run.sh ...  builds the project-local virtual environment with that Python.
