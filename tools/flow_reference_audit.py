@@ -13,7 +13,6 @@ and of reference frames, with an AU on.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import sys
@@ -22,9 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data_pipeline import input_pipeline  # noqa: E402
 from data_pipeline.alignment import fit_similarity, transform_points  # noqa: E402
-from data_pipeline.config_loading import load_config  # noqa: E402
+from tools.training_records import training_records  # noqa: E402
 from wsrtl_jax.methods.wsrtl import STABLE_LANDMARKS  # noqa: E402
 
 
@@ -48,14 +46,10 @@ def ridge_r2(features: np.ndarray, targets: np.ndarray, lam: float = 10.0, seed:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--config", default="configs/synthau_wsrtl.py")
-  config = load_config(parser.parse_args().config)
-  builder = input_pipeline.load_builder(config)
-  splits = input_pipeline.fold_splits(config, builder)
+  _, records = training_records(__doc__.split("\n\n")[0])
   keys = ("sequence", "landmarks", "au_occurrence")
   sequences = collections.defaultdict(list)
-  for ex in input_pipeline.records(builder, splits.train).map(
+  for ex in records.map(
       lambda e: {k: e[k] for k in keys}).as_numpy_iterator():
     sequences[ex["sequence"]].append((ex["landmarks"], ex["au_occurrence"]))
   labels, shapes, motion = [], [], {"first frame": [], "most neutral frame": [],

@@ -7,24 +7,19 @@ network no new faces, only other frames of faces it is taught on.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline import input_pipeline  # noqa: E402
-from data_pipeline.config_loading import load_config  # noqa: E402
+from tools.training_records import training_records  # noqa: E402
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--config", default="configs/synthau_wsrtl.py")
-  config = load_config(parser.parse_args().config)
-  builder = input_pipeline.load_builder(config)
-  splits = input_pipeline.fold_splits(config, builder)
+  config, records = training_records(__doc__.split("\n\n")[0])
   fraction = config.data.label_fraction
-  frames = input_pipeline.records(builder, splits.train).map(
+  frames = records.map(
       lambda e: (e["subject"], e["sequence"], input_pipeline.keeps_label(e, fraction)))
   seen = {"subjects": set(), "sequences": set()}
   labelled = {"subjects": set(), "sequences": set()}
