@@ -165,7 +165,7 @@ def plot_wsrtl_samples(samples: dict, path: str, title: str = "") -> str:
   each, in pixels of the 1/4 map, in the row's label)."""
   import numpy as np
   columns = [("input", "input"), ("masked", "masked AU regions"),
-             ("reconstruction", "masked regions rebuilt"), ("target_flow", "target flow (TV-L1)"),
+             ("reconstruction", "masked regions rebuilt"), ("target_flow", "target flow"),
              ("predicted_flow", "predicted flow (1 frame)")]
   cells, labels = [], []
   for r in range(len(samples["input"])):

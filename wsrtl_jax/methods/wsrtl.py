@@ -479,8 +479,11 @@ def write_samples(config: ml_collections.ConfigDict, data, builder, splits, mode
   sample = make_sample_fn(model, config)
   out = jax.device_get(sample(variables, {k: pairs[k] for k in PAIR_KEYS},
                               jax.random.key(config.seed)))
+  template = config.wsrtl.flow.get("target", "pair") == "template"
+  target = ("deformation from the mean face" if template else
+            f"TV-L1 flow of the pairs ({config.data.get('pair_reference', 'next')} frame)")
   title = (f"WSRTL on {config.data.name} test subjects after {config.num_train_steps} steps "
-           f"(pairs t, t+{config.data.pair_gap}; flow at 1/4 resolution)")
+           f"(flow target: {target}; flow at 1/4 resolution)")
   return plots.plot_wsrtl_samples(out, os.path.join(workdir, "wsrtl_samples.png"), title)
 
 
