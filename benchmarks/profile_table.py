@@ -60,7 +60,7 @@ def part_of(op_name: str) -> tuple[str, str]:
   if not op_name:
     return "-", _UNNAMED
   components = op_name.split("/")
-  if "flow_targets" in components or any("estimate_flow" in c for c in components):
+  if "flow_targets" in components:  # wsrtl.flow_target's scope, TV-L1 (estimate_flow) included.
     return "no gradient", "flow targets"
   kind = ("backward" if any("transpose(" in c for c in components)
           else "forward" if any("jvp(" in c for c in components) else "no gradient")

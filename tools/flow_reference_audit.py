@@ -49,8 +49,7 @@ def main() -> None:
   _, records = training_records(__doc__.split("\n\n")[0])
   keys = ("sequence", "landmarks", "au_occurrence")
   sequences = collections.defaultdict(list)
-  for ex in records.map(
-      lambda e: {k: e[k] for k in keys}).as_numpy_iterator():
+  for ex in records.map(lambda e: {k: e[k] for k in keys}).as_numpy_iterator():
     sequences[ex["sequence"]].append((ex["landmarks"], ex["au_occurrence"]))
   labels, shapes, motion = [], [], {"first frame": [], "most neutral frame": [],
                                     "median shape": []}
